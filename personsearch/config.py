@@ -1,0 +1,128 @@
+"""All configuration keys that personsearch adds to Detectron2's config.
+
+Call :func:`add_personsearch_config` on a fresh ``get_cfg()`` *before* ``merge_from_file``; yaml
+files that use these keys fail with ``KeyError: 'Non-existent config key'`` otherwise. Detectron2's
+own keys keep their meaning; where personsearch accepts new values for an existing key, the comment
+here says so.
+"""
+from detectron2.config import CfgNode as CN
+
+
+def add_personsearch_config(cfg: CN) -> CN:
+    """Add every personsearch key, with its default, to ``cfg`` (in place).
+
+    Args:
+        cfg: a Detectron2 config, typically ``detectron2.config.get_cfg()``.
+
+    Returns:
+        The same ``cfg``, for chaining.
+    """
+    _add_data_config(cfg)
+    _add_backbone_config(cfg)
+    _add_roi_head_config(cfg)
+    _add_reid_config(cfg)
+    _add_solver_config(cfg)
+    _add_search_test_config(cfg)
+    return cfg
+
+
+def _add_data_config(cfg: CN) -> None:
+    # What to do when an image cannot be read while training: "fail" stops with the file name;
+    # "skip" drops the record, logs it and counts it (see MAX_CORRUPT_IMAGES).
+    cfg.DATALOADER.ON_CORRUPT_IMAGE = "fail"
+    # With ON_CORRUPT_IMAGE "skip": stop once this many distinct images failed to load (per process).
+    cfg.DATALOADER.MAX_CORRUPT_IMAGES = 10
+
+
+def _add_backbone_config(cfg: CN) -> None:
+    # Used by the registered backbone "build_person_search_resnet_backbone" and by the res5 RoI
+    # head. Besides detectron2's depths it accepts DEPTH 10 (one BasicBlock per stage), and basic
+    # blocks (DEPTH 10/18/34) may have any MODEL.RESNETS.RES2_OUT_CHANNELS (detectron2 forces 64),
+    # which gives narrow networks that train on a CPU.
+    #
+    # Keep the stem's BatchNorm updating its running statistics while its affine parameters are
+    # frozen (the official NAE/SeqNet behaviour, where conv1/bn1 have requires_grad=False but bn1
+    # stays an ordinary BatchNorm in train mode). False converts the stem norm to FrozenBN as
+    # detectron2 does. Only used when MODEL.BACKBONE.FREEZE_AT >= 1 and RESNETS.NORM is a BN.
+    cfg.MODEL.RESNETS.STEM_NORM_TRACK_STATS = True
+
+
+def _add_roi_head_config(cfg: CN) -> None:
+    # How the C4 RoI head turns per-RoI maps into vectors: "max" (global max pooling, as the
+    # official NAE/SeqNet code does despite its comments) or "avg" (the original OIM Caffe model).
+    cfg.MODEL.ROI_BOX_HEAD.GLOBAL_POOL = "max"
+
+
+def _add_reid_config(cfg: CN) -> None:
+    cfg.MODEL.REID_HEAD = CN()
+    # Registered name (personsearch.modeling.REID_HEAD_REGISTRY) of the module that maps pooled
+    # RoI features to re-identification embeddings. "LinearEmbeddingHead": OIM's FC + L2 norm.
+    cfg.MODEL.REID_HEAD.NAME = "LinearEmbeddingHead"
+    # Dimension D of the embedding.
+    cfg.MODEL.REID_HEAD.EMBED_DIM = 256
+    # Which pooled RoI features the head reads: any of "res4" (global-pooled RoIAlign input of the
+    # res5 head) and "res5" (global-pooled res5 output). They are concatenated in this order.
+    cfg.MODEL.REID_HEAD.IN_FEATURES = ["res5"]
+
+    cfg.MODEL.OIM = CN()
+    # Number of labeled identities in the training split = rows of the lookup table (LUT).
+    # Must be >= the largest training person_id + 1; the trainer checks it before training.
+    # CUHK-SYSU 5532, PRW 483 (the official codes' 482 is a bug, see docs/METHODS.md).
+    cfg.MODEL.OIM.NUM_PIDS = 5532
+    # Size of the circular queue (CQ) of unlabeled-person features: 5000 CUHK-SYSU, 500 PRW.
+    cfg.MODEL.OIM.CQ_SIZE = 5000
+    # Inverse temperature 1/tau applied to the cosine logits: 30 in NAE/SeqNet, 10 in the OIM paper.
+    cfg.MODEL.OIM.SCALAR = 30.0
+    # LUT update v <- m * v + (1 - m) * x, then v is re-normalised.
+    cfg.MODEL.OIM.MOMENTUM = 0.5
+    # Weight of the OIM loss in the total loss.
+    cfg.MODEL.OIM.LOSS_WEIGHT = 1.0
+
+
+def _add_solver_config(cfg: CN) -> None:
+    # SOLVER.CLIP_GRADIENTS.CLIP_TYPE additionally accepts "full_model": clip the total norm of
+    # all gradients together (torch.nn.utils.clip_grad_norm_), as the official NAE/SeqNet code
+    # does. detectron2's "norm" clips every parameter separately.
+    cfg.SOLVER.NONFINITE = CN()
+    # How many training steps with a NaN/Inf loss or gradient may be skipped (no optimizer step,
+    # logged with the iteration and the offending loss/parameter names) before training stops.
+    # 0 (default): stop at the first one.
+    cfg.SOLVER.NONFINITE.MAX_SKIPS = 0
+
+
+def _add_search_test_config(cfg: CN) -> None:
+    cfg.TEST.SEARCH = CN()
+    # CUHK-SYSU gallery size: one of the TestG{N}.mat files present (official: 50, 100, 500, 1000,
+    # 2000, 4000; the standard is 100). -1: TestG50 plus every other test image as a negative.
+    cfg.TEST.SEARCH.GALLERY_SIZE = 100
+    # Query subset to evaluate: "" (all queries), "resolution" / "occlusion" (CUHK-SYSU's
+    # Resolution.mat / Occlusion.mat protocols) or "lowres" (the LOWRES_FRACTION of queries with
+    # the smallest box height; any dataset).
+    cfg.TEST.SEARCH.SUBSET = ""
+    # Fraction of queries in the "lowres" subset (0.1 matches CUHK-SYSU's 290 of 2900).
+    cfg.TEST.SEARCH.LOWRES_FRACTION = 0.1
+    # Gallery detections with a score below this are discarded before searching.
+    cfg.TEST.SEARCH.DET_THRESH = 0.5
+    # Confidence-weighted similarity: multiply gallery embeddings by their detection score.
+    # Query embeddings are never weighted.
+    cfg.TEST.SEARCH.CWS = True
+    # PRW-style galleries only: also remove the query camera's frames from the gallery.
+    cfg.TEST.SEARCH.CROSS_CAMERA = False
+    # Use the ground-truth boxes of every test image as its "detections" (score 1), so that search
+    # accuracy measures re-identification alone (the NAE paper's upper-bound ablation).
+    cfg.TEST.SEARCH.USE_GT_BOXES = False
+    # Context Bipartite Graph Matching re-ranking (SeqNet, test time only).
+    cfg.TEST.SEARCH.CBGM = CN({"ENABLED": False})
+    # Number of top-ranked gallery detections whose images are re-scored (CUHK-SYSU 10, PRW 30).
+    cfg.TEST.SEARCH.CBGM.K1 = 10
+    # Size of the query-image context: the query box plus the K2 - 1 best other detections of the
+    # query image (CUHK-SYSU 3, PRW 4).
+    cfg.TEST.SEARCH.CBGM.K2 = 3
+    # Detection metrics: detections below this score are ignored (the reference uses 0.01; the
+    # model's own SCORE_THRESH_TEST usually removes more).
+    cfg.TEST.SEARCH.DETECTION_THRESH = 0.01
+    # Detection metrics over labeled ground truth only (person_id >= 0) instead of all people.
+    cfg.TEST.SEARCH.DETECTION_LABELED_ONLY = False
+    # Save the raw per-image results file (search_results.pth) to the evaluator's output folder so
+    # that tools/evaluate_search.py can re-score any protocol offline.
+    cfg.TEST.SEARCH.SAVE_RESULTS = True
