@@ -126,3 +126,22 @@ def _add_search_test_config(cfg: CN) -> None:
     # Save the raw per-image results file (search_results.pth) to the evaluator's output folder so
     # that tools/evaluate_search.py can re-score any protocol offline.
     cfg.TEST.SEARCH.SAVE_RESULTS = True
+
+
+def get_person_search_cfg(config_file: str = "", opts=()) -> CN:
+    """A detectron2 config with the personsearch keys, merged from ``config_file`` and ``opts``.
+
+    Args:
+        config_file: a yaml file (may use ``_BASE_``); "" for the defaults only.
+        opts: ``["KEY", "VALUE", ...]`` overrides, as on the command line.
+
+    Returns:
+        The (unfrozen) config.
+    """
+    from detectron2.config import get_cfg
+
+    cfg = add_personsearch_config(get_cfg())
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg

@@ -1,0 +1,17 @@
+"""Model components; importing this module registers them with detectron2's registries."""
+# backbone
+from .backbone.resnet import build_person_search_resnet_backbone, build_res5_stage
+
+# losses
+from .losses.oim import OIMLoss
+
+# meta-architecture
+from .meta_arch.person_search_rcnn import PersonSearchRCNN
+
+# re-identification heads
+from .reid_heads.linear import LinearEmbeddingHead
+from .reid_heads.registry import REID_HEAD_REGISTRY, build_reid_head
+
+# RoI heads
+from .roi_heads.oim_roi_heads import OIMROIHeads
+from .roi_heads.person_search_roi_heads import PersonSearchROIHeads

@@ -1,0 +1,143 @@
+"""Online Instance Matching (OIM) loss with its lookup table and circular queue."""
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from torch import nn
+
+from personsearch.utils.comm import all_gather_rows
+
+
+class OIMLoss(nn.Module):
+    """Softmax over cosine similarities to a labeled-identity memory and an unlabeled-person queue.
+
+    For an L2-normalised RoI feature x of a labeled person with identity t, the logits are
+    ``s * [LUT x ; CQ x]`` (s = 1/tau) and the loss is the cross-entropy with target t, averaged
+    over the labeled RoIs. The memories receive no gradient; after the logits are computed they are
+    updated without autograd:
+
+    * labeled RoI (pid t >= 0): ``LUT[t] <- m * LUT[t] + (1 - m) * x``, then re-normalised. RoIs of
+      the same identity in one batch are folded in one after another, in batch order;
+    * unlabeled RoI (pid -1): x is written into the queue at its head, which then advances
+      (oldest entry overwritten). Such RoIs contribute no loss term, only negatives for others;
+    * background RoIs must not be passed in (the caller selects foreground RoIs).
+
+    Both memories are buffers, so they are saved in checkpoints and restored on resume. Under
+    distributed training the features and labels of all ranks are all-gathered (in rank order)
+    before the update, so every rank holds identical memories. Empty memory slots are not masked:
+    they give logit 0, as in the reference implementation.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_pids: int,
+        queue_size: int,
+        feat_dim: int,
+        scalar: float = 30.0,
+        momentum: float = 0.5,
+        loss_weight: float = 1.0,
+    ):
+        """
+        Args:
+            num_pids: L, rows of the lookup table (labeled identities of the training set).
+            queue_size: Q, entries of the circular queue of unlabeled features (may be 0).
+            feat_dim: D, feature dimension.
+            scalar: s = 1/tau multiplying the cosine logits.
+            momentum: m of the lookup-table update.
+            loss_weight: multiplies the returned loss.
+        """
+        super().__init__()
+        if num_pids <= 0:
+            raise ValueError(f"OIM needs at least one identity, got num_pids={num_pids}")
+        self.num_pids = num_pids
+        self.queue_size = queue_size
+        self.scalar = scalar
+        self.momentum = momentum
+        self.loss_weight = loss_weight
+        self.register_buffer("lut", torch.zeros(num_pids, feat_dim))
+        self.register_buffer("queue", torch.zeros(queue_size, feat_dim))
+        self.register_buffer("queue_head", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def from_config(cls, cfg, feat_dim: int):
+        return {
+            "num_pids": cfg.MODEL.OIM.NUM_PIDS,
+            "queue_size": cfg.MODEL.OIM.CQ_SIZE,
+            "feat_dim": feat_dim,
+            "scalar": cfg.MODEL.OIM.SCALAR,
+            "momentum": cfg.MODEL.OIM.MOMENTUM,
+            "loss_weight": cfg.MODEL.OIM.LOSS_WEIGHT,
+        }
+
+    def forward(self, feats: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+        """Compute the loss and update the memories.
+
+        Args:
+            feats: (N, D) L2-normalised features of foreground RoIs.
+            pids: (N,) int64 identity of each RoI: 0..L-1 labeled, -1 unlabeled.
+
+        Returns:
+            Scalar loss (already multiplied by ``loss_weight``). It is an exact zero that keeps the
+            graph when no RoI is labeled (plain cross-entropy would return NaN there).
+        """
+        if pids.numel() and int(pids.max()) >= self.num_pids:
+            raise ValueError(
+                f"person_id {int(pids.max())} does not fit MODEL.OIM.NUM_PIDS={self.num_pids}; "
+                "set NUM_PIDS to at least the number of training identities"
+            )
+        # torch.cat makes a new tensor, so the in-place memory update below cannot invalidate
+        # what autograd saved for the backward pass.
+        memory = torch.cat([self.lut, self.queue], dim=0)
+        logits = self.scalar * feats.mm(memory.t())
+        labeled = pids >= 0
+        if labeled.any():
+            loss = F.cross_entropy(logits[labeled], pids[labeled])
+        else:
+            loss = feats.sum() * 0.0
+        if self.training:
+            with torch.no_grad():
+                self._update(all_gather_rows(feats.detach()), all_gather_rows(pids))
+        return loss * self.loss_weight
+
+    @torch.no_grad()
+    def _update(self, feats: torch.Tensor, pids: torch.Tensor) -> None:
+        labeled = pids >= 0
+        self._update_lut(feats[labeled], pids[labeled])
+        self._push_queue(feats[pids == -1])
+
+    def _update_lut(self, feats: torch.Tensor, pids: torch.Tensor) -> None:
+        if pids.numel() == 0:
+            return
+        # The k-th occurrence of an identity in the batch is folded in at round k, which equals the
+        # sequential per-RoI update but needs only as many rounds as the largest multiplicity.
+        order = torch.sort(pids, stable=True).indices
+        sorted_pids = pids[order]
+        pos = torch.arange(len(pids), device=pids.device)
+        starts = torch.ones_like(sorted_pids, dtype=torch.bool)
+        starts[1:] = sorted_pids[1:] != sorted_pids[:-1]
+        group_start = torch.cummax(torch.where(starts, pos, torch.zeros_like(pos)), dim=0).values
+        rank = torch.empty_like(pos)
+        rank[order] = pos - group_start
+        for r in range(int(rank.max()) + 1):
+            sel = rank == r
+            ids = pids[sel]
+            mixed = self.momentum * self.lut[ids] + (1.0 - self.momentum) * feats[sel]
+            self.lut[ids] = F.normalize(mixed, dim=1)
+
+    def _push_queue(self, feats: torch.Tensor) -> None:
+        n = feats.shape[0]
+        if n == 0 or self.queue_size == 0:
+            return
+        head = int(self.queue_head)
+        if n > self.queue_size:  # only the newest Q survive a sequential write
+            feats, head = feats[-self.queue_size :], (head + n - self.queue_size) % self.queue_size
+        idx = (head + torch.arange(feats.shape[0], device=feats.device)) % self.queue_size
+        self.queue[idx] = feats
+        self.queue_head.fill_((int(self.queue_head) + n) % self.queue_size)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_pids={self.num_pids}, queue_size={self.queue_size}, scalar={self.scalar}, "
+            f"momentum={self.momentum}"
+        )

@@ -1,0 +1,109 @@
+"""PersonSearchRCNN: Faster R-CNN whose inference also embeds the query boxes of each image."""
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.structures import Boxes, Instances
+
+
+@META_ARCH_REGISTRY.register()
+class PersonSearchRCNN(GeneralizedRCNN):
+    """A ``GeneralizedRCNN`` for one-step person search.
+
+    Training is detectron2's: the dataset mapper puts ``instances`` with ``gt_boxes``,
+    ``gt_classes`` and ``gt_pids`` in every input and the RoI heads return their losses.
+
+    Inference runs the backbone once per image and returns, per image::
+
+        {"instances": Instances(pred_boxes, scores, pred_classes, reid_feats),
+         "query_feats": Tensor (Q, D)}
+
+    ``reid_feats`` (R, D) are the L2-normalised embeddings of the detections; boxes are in
+    original-image pixels. ``query_feats`` are the embeddings of the input's ``query_boxes`` (Q
+    boxes in input-image coordinates, set by the mapper for images that hold queries; Q = 0
+    otherwise), in the same order, from the same backbone pass, never score-weighted.
+
+    With ``TEST.SEARCH.USE_GT_BOXES`` the ground-truth boxes of each image (``instances.gt_boxes``
+    from the mapper) replace the detector output, with score 1: search accuracy then measures
+    re-identification alone.
+    """
+
+    @configurable
+    def __init__(self, *, use_gt_boxes: bool = False, **kwargs):
+        """
+        Args:
+            use_gt_boxes: at inference, describe every image by its ground-truth boxes instead of
+                detections.
+            kwargs: see :class:`detectron2.modeling.GeneralizedRCNN`.
+        """
+        super().__init__(**kwargs)
+        self.use_gt_boxes = use_gt_boxes
+        if not hasattr(self.roi_heads, "embed_boxes"):
+            raise TypeError(
+                f"{type(self.roi_heads).__name__} cannot embed query boxes; person search needs a "
+                "person-search RoI head (MODEL.ROI_HEADS.NAME, e.g. 'OIMROIHeads')"
+            )
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        ret["use_gt_boxes"] = cfg.TEST.SEARCH.USE_GT_BOXES
+        return ret
+
+    def inference(
+        self,
+        batched_inputs: List[Dict[str, torch.Tensor]],
+        detected_instances: Optional[List[Instances]] = None,
+        do_postprocess: bool = True,
+    ):
+        """Detect people, embed them and embed the query boxes.
+
+        Args:
+            batched_inputs: mapper outputs; each has ``image`` and may have ``query_boxes``
+                (Boxes, input coordinates) and ``instances`` (used with ``use_gt_boxes``).
+            detected_instances: if given, embed these boxes (``pred_boxes``) instead of detecting.
+            do_postprocess: rescale boxes to the original image size (``height``/``width``).
+
+        Returns:
+            list[dict]: per image ``{"instances", "query_feats"}`` (see the class docstring).
+        """
+        assert not self.training
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)
+        if detected_instances is None and self.use_gt_boxes:
+            detected_instances = [self._gt_as_detections(x, s) for x, s in zip(batched_inputs, images.image_sizes)]
+        if detected_instances is None:
+            proposals, _ = self.proposal_generator(images, features, None)
+            results, _ = self.roi_heads(images, features, proposals, None)
+        else:
+            results = [x.to(self.device) for x in detected_instances]
+            embeddings = self.roi_heads.embed_boxes(features, [r.pred_boxes for r in results])
+            for r, e in zip(results, embeddings):
+                r.reid_feats = e
+        query_boxes = [
+            x["query_boxes"].to(self.device) if "query_boxes" in x else Boxes(torch.zeros(0, 4))
+            for x in batched_inputs
+        ]
+        query_feats = self.roi_heads.embed_boxes(features, [b.to(self.device) for b in query_boxes])
+        if do_postprocess:
+            assert not torch.jit.is_scripting(), "Scripting is not supported for postprocess."
+            outputs = GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
+        else:
+            outputs = [{"instances": r} for r in results]
+        for out, q in zip(outputs, query_feats):
+            out["query_feats"] = q
+        return outputs
+
+    def _gt_as_detections(self, batched_input: Dict, image_size) -> Instances:
+        if "instances" not in batched_input:
+            raise KeyError(
+                "TEST.SEARCH.USE_GT_BOXES needs ground-truth 'instances' in the test inputs "
+                "(PersonSearchDatasetMapper provides them)"
+            )
+        gt = batched_input["instances"]
+        det = Instances(image_size)
+        det.pred_boxes = Boxes(gt.gt_boxes.tensor.clone())
+        det.scores = torch.ones(len(gt))
+        det.pred_classes = torch.zeros(len(gt), dtype=torch.long)
+        return det

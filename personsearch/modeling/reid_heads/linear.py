@@ -1,0 +1,58 @@
+"""OIM's embedding head: one fully connected layer and L2 normalisation."""
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from torch import nn
+
+from .registry import REID_HEAD_REGISTRY
+
+
+@REID_HEAD_REGISTRY.register()
+class LinearEmbeddingHead(nn.Module):
+    """``embedding = normalize(W [f_1; ...; f_k] + b)`` over the selected pooled RoI features.
+
+    The OIM paper projects the 2048-d pooled res5 feature to 256 dimensions this way.
+    """
+
+    @configurable
+    def __init__(self, *, in_features: List[str], in_channels: int, embed_dim: int):
+        """
+        Args:
+            in_features: names of the pooled features to concatenate (e.g. ``["res5"]``).
+            in_channels: total channels of the concatenation.
+            embed_dim: D.
+        """
+        super().__init__()
+        self.in_features = list(in_features)
+        self.embed_dim = embed_dim
+        self.proj = nn.Linear(in_channels, embed_dim)
+        nn.init.normal_(self.proj.weight, std=0.01)
+        nn.init.constant_(self.proj.bias, 0.0)
+
+    @classmethod
+    def from_config(cls, cfg, input_channels: Dict[str, int]):
+        names = list(cfg.MODEL.REID_HEAD.IN_FEATURES)
+        unknown = [n for n in names if n not in input_channels]
+        if unknown:
+            raise ValueError(
+                f"MODEL.REID_HEAD.IN_FEATURES {unknown} are not produced by the RoI head; "
+                f"available: {sorted(input_channels)}"
+            )
+        return {
+            "in_features": names,
+            "in_channels": sum(input_channels[n] for n in names),
+            "embed_dim": cfg.MODEL.REID_HEAD.EMBED_DIM,
+        }
+
+    def forward(self, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            features: pooled RoI features, each (R, C_f).
+
+        Returns:
+            ``{"embeddings": (R, D) L2-normalised}``.
+        """
+        x = torch.cat([features[f] for f in self.in_features], dim=1)
+        return {"embeddings": F.normalize(self.proj(x), dim=1)}

@@ -1,0 +1,160 @@
+"""Base class of the person-search RoI heads (C4: RoIAlign on res4, res5 per RoI)."""
+from typing import Dict, List
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.roi_heads import ROIHeads
+from detectron2.structures import Boxes, Instances
+from torch import nn
+
+from ..backbone.resnet import build_res5_stage, res5_out_channels
+from ..losses.oim import OIMLoss
+from ..reid_heads.registry import build_reid_head
+from .res5_feature_head import Res5FeatureHead
+
+# pid given to sampled RoIs that must not enter the re-ID loss (background, ignored)
+NOT_A_PERSON = -2
+
+
+class PersonSearchROIHeads(ROIHeads):
+    """Shared parts of every person-search head; subclasses implement ``forward``.
+
+    Holds the RoI pooler (one feature map, ``MODEL.ROI_HEADS.IN_FEATURES``), the res5 feature head,
+    the re-ID embedding head (``MODEL.REID_HEAD``) and the OIM loss (``MODEL.OIM``), and provides:
+
+    * :meth:`roi_features`: pooled RoI features of any boxes;
+    * :meth:`reid_targets`: the OIM identity of each sampled RoI (foreground RoIs carry the
+      ``gt_pids`` of their matched person, -1 if unlabeled; other RoIs get ``NOT_A_PERSON``);
+    * :meth:`embed_boxes`: L2-normalised embeddings of given boxes (query boxes, or ground-truth
+      boxes in the "GT boxes as detector" evaluation), from the same backbone features.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_features: List[str],
+        pooler: ROIPooler,
+        feature_head: Res5FeatureHead,
+        reid_head: nn.Module,
+        reid_loss: OIMLoss,
+        **kwargs,
+    ):
+        """
+        Args:
+            in_features: the single backbone feature map the RoIs are pooled from (e.g. res4).
+            pooler: RoIAlign pooler for that map.
+            feature_head: res5 + global pooling, applied to every pooled RoI.
+            reid_head: maps the pooled features to L2-normalised embeddings.
+            reid_loss: OIM loss with its memories.
+            kwargs: forwarded to :class:`detectron2.modeling.roi_heads.ROIHeads` (sampling,
+                matcher, number of classes).
+        """
+        super().__init__(**kwargs)
+        self.in_features = in_features
+        self.pooler = pooler
+        self.feature_head = feature_head
+        self.reid_head = reid_head
+        self.reid_loss = reid_loss
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        ret = super().from_config(cfg)
+        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+        if len(in_features) != 1:
+            raise ValueError(
+                f"person-search RoI heads pool from one feature map; got "
+                f"MODEL.ROI_HEADS.IN_FEATURES={in_features}"
+            )
+        shape = input_shape[in_features[0]]
+        box_cfg = cfg.MODEL.ROI_BOX_HEAD
+        feature_head = Res5FeatureHead(
+            build_res5_stage(cfg), shape.channels, res5_out_channels(cfg), box_cfg.GLOBAL_POOL
+        )
+        reid_head = build_reid_head(cfg, feature_head.output_channels)
+        ret.update(
+            in_features=in_features,
+            pooler=ROIPooler(
+                output_size=box_cfg.POOLER_RESOLUTION,
+                scales=(1.0 / shape.stride,),
+                sampling_ratio=box_cfg.POOLER_SAMPLING_RATIO,
+                pooler_type=box_cfg.POOLER_TYPE,
+            ),
+            feature_head=feature_head,
+            reid_head=reid_head,
+            reid_loss=OIMLoss(cfg, reid_head.embed_dim),
+        )
+        return ret
+
+    def roi_features(
+        self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
+    ) -> Dict[str, torch.Tensor]:
+        """Pool RoIs and run the feature head.
+
+        Args:
+            features: backbone outputs, ``{name: (N, C, H, W)}``.
+            boxes: per image, the RoIs in input-image coordinates.
+
+        Returns:
+            ``{"res4": (R, C4), "res5": (R, C5), "res5_map": (R, C5, s, s)}`` with R = total RoIs,
+            images concatenated in order.
+        """
+        x = self.pooler([features[f] for f in self.in_features], boxes)
+        return self.feature_head(x)
+
+    def reid_targets(self, proposals: List[Instances]) -> torch.Tensor:
+        """OIM identities of the sampled proposals, concatenated over images.
+
+        Returns:
+            (R,) int64: the matched person's id (>= 0 labeled, -1 unlabeled) for foreground
+            proposals, ``NOT_A_PERSON`` for background ones.
+        """
+        out = []
+        for p in proposals:
+            fg = (p.gt_classes >= 0) & (p.gt_classes < self.num_classes)
+            if p.has("gt_pids"):
+                pids = p.gt_pids
+            elif fg.any():
+                raise KeyError(
+                    "Training targets have boxes but no 'gt_pids'; person-search models need the "
+                    "dataset mapper to attach person ids (PersonSearchDatasetMapper)"
+                )
+            else:  # an image without any person: every proposal is background
+                pids = torch.full_like(p.gt_classes, NOT_A_PERSON)
+            out.append(torch.where(fg, pids, torch.full_like(pids, NOT_A_PERSON)))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+    def reid_loss_from_embeddings(
+        self, embeddings: torch.Tensor, proposals: List[Instances]
+    ) -> Dict[str, torch.Tensor]:
+        """OIM loss over the foreground proposals.
+
+        Args:
+            embeddings: (R, D) embeddings of the sampled proposals (images concatenated).
+            proposals: the sampled proposals with ``gt_classes`` (and ``gt_pids``).
+        """
+        pids = self.reid_targets(proposals)
+        person = pids != NOT_A_PERSON
+        return {"loss_oim": self.reid_loss(embeddings[person], pids[person])}
+
+    def embed_boxes(
+        self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
+    ) -> List[torch.Tensor]:
+        """Embeddings of given boxes (never score-weighted).
+
+        Args:
+            features: backbone outputs.
+            boxes: per image, boxes in input-image coordinates (may be empty).
+
+        Returns:
+            Per image, (len(boxes_i), D) L2-normalised embeddings.
+        """
+        counts = [len(b) for b in boxes]
+        if sum(counts) == 0:
+            device = next(iter(features.values())).device
+            dim = self.reid_head.embed_dim
+            return [torch.zeros((0, dim), device=device) for _ in boxes]
+        embeddings = self.reid_head(self.roi_features(features, boxes))["embeddings"]
+        return list(embeddings.split(counts))

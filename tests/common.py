@@ -1,0 +1,69 @@
+"""Helpers shared by the tests: tiny configs, random model inputs, multi-process runs."""
+import os
+from typing import Callable, Sequence
+
+import torch
+from detectron2.engine import launch
+from detectron2.structures import Boxes, Instances
+
+from personsearch import get_person_search_cfg
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "configs")
+
+# A narrow ResNet-10 C4 model with few RoIs: a train step takes well under a second on a CPU.
+TINY_MODEL_OPTS = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.WEIGHTS", "",
+    "MODEL.RESNETS.DEPTH", 10,
+    "MODEL.RESNETS.STEM_OUT_CHANNELS", 8,
+    "MODEL.RESNETS.RES2_OUT_CHANNELS", 8,
+    "MODEL.REID_HEAD.EMBED_DIM", 16,
+    "MODEL.OIM.NUM_PIDS", 8,
+    "MODEL.OIM.CQ_SIZE", 16,
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", 200,
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN", 50,
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", 200,
+    "MODEL.RPN.POST_NMS_TOPK_TEST", 50,
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 8,
+    "INPUT.MIN_SIZE_TRAIN", (96,),
+    "INPUT.MAX_SIZE_TRAIN", 160,
+    "INPUT.MIN_SIZE_TEST", 96,
+    "INPUT.MAX_SIZE_TEST", 160,
+    "DATALOADER.NUM_WORKERS", 0,
+]  # fmt: skip
+
+
+def tiny_cfg(config_file: str = "Base-PersonSearch.yaml", opts: Sequence = ()):
+    """A CPU-sized config built from one of the repository's config files."""
+    return get_person_search_cfg(os.path.join(CONFIGS, config_file), TINY_MODEL_OPTS + list(opts))
+
+
+def random_input(height: int = 96, width: int = 128, pids=(0, -1, 3), seed: int = 0) -> dict:
+    """A mapper-like training input with one box per person id."""
+    g = torch.Generator().manual_seed(seed)
+    inst = Instances((height, width))
+    boxes = []
+    for i, _ in enumerate(pids):
+        x1 = 5 + 35 * i
+        boxes.append([x1, 10.0, x1 + 25.0, 80.0])
+    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+    inst.gt_classes = torch.zeros(len(pids), dtype=torch.long)
+    inst.gt_pids = torch.tensor(list(pids), dtype=torch.long)
+    image = torch.randint(0, 255, (3, height, width), dtype=torch.uint8, generator=g)
+    return {"image": image, "instances": inst, "height": height, "width": width}
+
+
+def run_distributed(fn: Callable, world_size: int, *args) -> None:
+    """Run ``fn(*args)`` in ``world_size`` CPU processes joined by a gloo process group.
+
+    ``fn`` must be a module-level function (it is pickled); it can find its rank with
+    ``detectron2.utils.comm.get_rank()``. Results must be passed back through files.
+    """
+    launch(fn, world_size, num_machines=1, machine_rank=0, dist_url="auto", args=args)
+
+
+def cpu_threads(n: int = 1):
+    """Use ``n`` intra-op threads (worker processes of multi-process tests share 2 cores)."""
+    torch.set_num_threads(n)
