@@ -86,10 +86,10 @@ class PersonSearchDatasetMapper:
         image_shape = image.shape[:2]
         d["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
-        annos = [
-            utils.transform_instance_annotations(a, transforms, image_shape)
-            for a in d.pop("annotations", [])
-        ]
+        annos = d.pop("annotations", [])
+        for a in annos:  # integer boxes would be truncated by detectron2's in-place transforms
+            a["bbox"] = np.asarray(a["bbox"], dtype=np.float64)
+        annos = [utils.transform_instance_annotations(a, transforms, image_shape) for a in annos]
         instances = utils.annotations_to_instances(annos, image_shape)
         # attach before filtering so that ids stay aligned with their boxes
         instances.gt_pids = torch.tensor([a["person_id"] for a in annos], dtype=torch.int64)

@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Train and/or evaluate a person-search model.
+
+    python tools/train_net.py --config-file configs/synthetic/OIM_R50.yaml
+    python tools/train_net.py --config-file configs/OIM_R50.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/OIM_R50.yaml --eval-only MODEL.WEIGHTS model.pth
+    python tools/train_net.py --config-file ... --resume         # continue from OUTPUT_DIR
+
+Multi-machine: ``--num-machines N --machine-rank K --dist-url tcp://HOST:PORT`` (see detectron2's
+``launch``; gloo is used on CPU, NCCL on GPU). Trailing ``KEY VALUE`` pairs override the config.
+"""
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from personsearch import get_person_search_cfg  # importing personsearch registers everything
+from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
+
+
+def setup(args):
+    """Config from ``--config-file`` and trailing overrides, frozen; logging into OUTPUT_DIR."""
+    cfg = get_person_search_cfg(args.config_file, args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="personsearch")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = PersonSearchTrainer.build_model(cfg)
+        PersonSearchCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = PersonSearchTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+    trainer = PersonSearchTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def invoke_main(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()
