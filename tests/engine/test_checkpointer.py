@@ -1,0 +1,68 @@
+"""PersonSearchCheckpointer: atomic saves and weights-only loading."""
+import logging
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from personsearch.engine.checkpointer import PersonSearchCheckpointer
+
+
+class NotATensor:
+    """A custom object that weights-only loading refuses."""
+
+    value = 3
+
+
+def make(tmp_path):
+    model = nn.Linear(3, 2)
+    return model, PersonSearchCheckpointer(model, save_dir=str(tmp_path))
+
+
+def test_save_writes_checkpoint_and_tag(tmp_path):
+    model, ckpt = make(tmp_path)
+    ckpt.save("model_0000009", iteration=9)
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
+    assert not list(tmp_path.glob("*.tmp"))
+    data = torch.load(tmp_path / "model_0000009.pth", weights_only=True)
+    assert data["iteration"] == 9
+    torch.testing.assert_close(data["model"]["weight"], model.weight.detach())
+
+
+def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    model, ckpt = make(tmp_path)
+    ckpt.save("model_0000004", iteration=4)
+    good = (tmp_path / "model_0000004.pth").read_bytes()
+    real_save = torch.save
+
+    def crash(obj, f, *a, **k):  # write part of the file, then die
+        f.write(b"partial")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save("model_0000009", iteration=9)
+    monkeypatch.setattr(torch, "save", real_save)
+    # no file under the final name, the tag still names the complete checkpoint
+    assert not (tmp_path / "model_0000009.pth").exists()
+    assert ckpt.get_checkpoint_file() == os.path.join(str(tmp_path), "model_0000004.pth")
+    assert (tmp_path / "model_0000004.pth").read_bytes() == good
+    model2, ckpt2 = make(tmp_path)
+    assert ckpt2.resume_or_load("", resume=True)["iteration"] == 4
+
+
+def test_weights_only_load_and_fallback_with_warning(tmp_path, caplog):
+    model, ckpt = make(tmp_path)
+    plain = tmp_path / "plain.pth"
+    torch.save({"model": model.state_dict()}, plain)
+    with caplog.at_level(logging.WARNING):
+        ckpt.load(str(plain))
+    assert "weights_only" not in caplog.text
+    odd = tmp_path / "odd.pth"
+    torch.save({"model": model.state_dict(), "extra": NotATensor()}, odd)
+    with caplog.at_level(logging.WARNING):
+        loaded = ckpt.load(str(odd))
+    assert "cannot be loaded with torch.load(weights_only=True)" in caplog.text
+    assert "trust" in caplog.text
+    assert loaded["extra"].value == 3
