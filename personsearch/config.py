@@ -5,6 +5,7 @@ files that use these keys fail with ``KeyError: 'Non-existent config key'`` othe
 own keys keep their meaning; where personsearch accepts new values for an existing key, the comment
 here says so.
 """
+
 from detectron2.config import CfgNode as CN
 
 
@@ -30,7 +31,8 @@ def _add_data_config(cfg: CN) -> None:
     # What to do when an image cannot be read while training: "fail" stops with the file name;
     # "skip" drops the record, logs it and counts it (see MAX_CORRUPT_IMAGES).
     cfg.DATALOADER.ON_CORRUPT_IMAGE = "fail"
-    # With ON_CORRUPT_IMAGE "skip": stop once this many distinct images failed to load (per process).
+    # With ON_CORRUPT_IMAGE "skip": stop once this many distinct images failed to load (counted
+    # per data-loading process).
     cfg.DATALOADER.MAX_CORRUPT_IMAGES = 10
 
 
@@ -63,6 +65,9 @@ def _add_reid_config(cfg: CN) -> None:
     # Which pooled RoI features the head reads: any of "res4" (global-pooled RoIAlign input of the
     # res5 head) and "res5" (global-pooled res5 output). They are concatenated in this order.
     cfg.MODEL.REID_HEAD.IN_FEATURES = ["res5"]
+    # Normalisation after the projection of LinearEmbeddingHead: "" (none, the OIM paper), "BN" or
+    # "SyncBN". Centring the projections is needed when training from scratch (see the head).
+    cfg.MODEL.REID_HEAD.NORM = ""
 
     cfg.MODEL.OIM = CN()
     # Number of labeled identities in the training split = rows of the lookup table (LUT).

@@ -1,4 +1,5 @@
 """Helpers shared by the tests: tiny configs, random model inputs, multi-process runs."""
+
 import os
 from typing import Callable, Sequence
 

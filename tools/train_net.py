@@ -9,6 +9,7 @@
 Multi-machine: ``--num-machines N --machine-rank K --dist-url tcp://HOST:PORT`` (see detectron2's
 ``launch``; gloo is used on CPU, NCCL on GPU). Trailing ``KEY VALUE`` pairs override the config.
 """
+
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm

@@ -1,4 +1,5 @@
 """Turns person-search dataset records into model inputs."""
+
 import copy
 import logging
 from typing import Dict, List, Optional

@@ -1,4 +1,5 @@
-"""Checkpointing that survives crashes and loads outside checkpoints as safely as the format allows."""
+"""Checkpointing that survives crashes and loads outside checkpoints as safely as possible."""
+
 import os
 import pickle
 from typing import Any, Dict

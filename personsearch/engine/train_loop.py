@@ -1,4 +1,5 @@
 """The training step, guarded against non-finite losses and gradients."""
+
 import logging
 import time
 from typing import Dict, List

@@ -1,4 +1,5 @@
 """PersonSearchTrainer: detectron2's DefaultTrainer wired to the person-search components."""
+
 import logging
 import os
 import weakref
@@ -70,7 +71,7 @@ class PersonSearchTrainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         dicts = load_training_records(cfg.DATASETS.TRAIN, cfg.MODEL.OIM.NUM_PIDS)
         if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-            dicts = filter_images_with_only_crowd_annotations(dicts, cfg.DATASETS.TRAIN)
+            dicts = filter_images_with_only_crowd_annotations(dicts)
         if not dicts:
             raise ValueError(f"No training images with annotations in {list(cfg.DATASETS.TRAIN)}")
         return build_detection_train_loader(
@@ -136,4 +137,3 @@ def load_training_records(dataset_names: List[str], num_pids: int) -> List[Dict]
     else:
         logger.info(f"Training identities: {offset} ({', '.join(counts)})")
     return records
-

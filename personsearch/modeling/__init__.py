@@ -1,4 +1,5 @@
 """Model components; importing this module registers them with detectron2's registries."""
+
 # backbone
 from .backbone.resnet import build_person_search_resnet_backbone, build_res5_stage
 

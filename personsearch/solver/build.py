@@ -1,4 +1,5 @@
 """Optimizer construction: detectron2's SGD recipe plus full-model gradient clipping."""
+
 import itertools
 from functools import lru_cache
 from typing import Type

@@ -1,4 +1,5 @@
 """Tensor collectives for training-time state that must be identical on every rank."""
+
 import torch
 import torch.distributed as dist
 from detectron2.utils import comm

@@ -1,4 +1,5 @@
 """PersonSearchDatasetMapper: person ids and query boxes follow the boxes through augmentation."""
+
 import cv2
 import numpy as np
 import pytest
@@ -65,7 +66,10 @@ def test_from_config_uses_input_sizes_and_flip():
     augs = m.augmentations.augs
     assert isinstance(augs[0], T.ResizeShortestEdge) and augs[0].short_edge_length == (96,)
     assert isinstance(augs[1], T.RandomFlip)
-    assert not any(isinstance(a, T.RandomFlip) for a in PersonSearchDatasetMapper(tiny_cfg(), False).augmentations.augs)
+    assert not any(
+        isinstance(a, T.RandomFlip)
+        for a in PersonSearchDatasetMapper(tiny_cfg(), False).augmentations.augs
+    )
 
 
 def test_corrupt_image_fails_naming_the_file(record, tmp_path):

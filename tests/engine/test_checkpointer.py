@@ -1,4 +1,5 @@
 """PersonSearchCheckpointer: atomic saves and weights-only loading."""
+
 import logging
 import os
 

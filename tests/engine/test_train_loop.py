@@ -1,4 +1,5 @@
 """GuardedTrainLoop: non-finite losses/gradients stop training, or are skipped when allowed."""
+
 import itertools
 import logging
 

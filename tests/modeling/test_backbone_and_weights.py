@@ -1,4 +1,5 @@
 """Backbone construction/freezing and loading detectron2 model-zoo weight files."""
+
 import pickle
 
 import numpy as np
@@ -59,7 +60,10 @@ def _zoo_names(model):
 def _random_like(model, names, seed=0):
     rng = np.random.default_rng(seed)
     sd = model.state_dict()
-    return {zoo: rng.standard_normal(tuple(sd[ours].shape)).astype(np.float32) for ours, zoo in names.items()}
+    return {
+        zoo: rng.standard_normal(tuple(sd[ours].shape)).astype(np.float32)
+        for ours, zoo in names.items()
+    }
 
 
 def test_load_torchvision_model_zoo_pickle(tmp_path):
@@ -91,8 +95,9 @@ def _c2_name(d2_name):
 
 def test_load_msra_caffe2_pickle(tmp_path):
     # bottleneck R-50 topology at a small width: MSRA files use Caffe2 blob names
-    cfg = tiny_cfg(opts=["MODEL.RESNETS.DEPTH", 50, "MODEL.RESNETS.RES2_OUT_CHANNELS", 16,
-                         "MODEL.RESNETS.WIDTH_PER_GROUP", 4, "MODEL.RESNETS.STRIDE_IN_1X1", True])  # fmt: skip
+    opts = ["MODEL.RESNETS.DEPTH", 50, "MODEL.RESNETS.RES2_OUT_CHANNELS", 16,
+            "MODEL.RESNETS.WIDTH_PER_GROUP", 4, "MODEL.RESNETS.STRIDE_IN_1X1", True]  # fmt: skip
+    cfg = tiny_cfg(opts=opts)
     model = build_model(cfg)
     names = {ours: zoo for ours, zoo in _zoo_names(model).items() if "running" not in zoo}
     weights = _random_like(model, names, seed=1)

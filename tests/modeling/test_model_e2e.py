@@ -1,4 +1,5 @@
 """PersonSearchRCNN end to end on random images: a training step and inference with queries."""
+
 import glob
 import os
 
@@ -22,7 +23,10 @@ def test_every_config_file_loads():
 
 def test_unknown_config_key_fails_naming_it(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text('_BASE_: "%s"\nMODEL:\n  OIM:\n    NUM_PID: 3\n' % os.path.join(CONFIGS, "Base-PersonSearch.yaml"))
+    bad.write_text(
+        '_BASE_: "%s"\nMODEL:\n  OIM:\n    NUM_PID: 3\n'
+        % os.path.join(CONFIGS, "Base-PersonSearch.yaml")
+    )
     with pytest.raises(KeyError, match="MODEL.OIM.NUM_PID"):
         get_person_search_cfg(str(bad))
 

@@ -1,4 +1,5 @@
 """OIM loss: value, gradient, memory updates, unlabeled/background handling, multi-process sync."""
+
 import os
 
 import numpy as np

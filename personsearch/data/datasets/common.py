@@ -22,15 +22,18 @@ Every loader returns Detectron2 dataset dicts ("records") in one convention:
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
 UNLABELED_PID = -1
+SPLITS = ("train", "test")
 DATASETS_README = "datasets/README.md"
 
 
@@ -142,3 +145,104 @@ def contiguous_id_map(ids: Iterable[int]) -> Dict[int, int]:
     """Map raw labeled person ids (>= 0 or arbitrary ints other than the unlabeled marker) to
     0..K-1 in sorted order. The caller decides which raw values mean "unlabeled" and skips them."""
     return {raw: new for new, raw in enumerate(sorted(set(int(i) for i in ids)))}
+
+
+def register_person_search_dataset(name: str, loader: Callable[[], List[dict]], **metadata) -> None:
+    """Register a person-search split in Detectron2's catalogs, with readable errors.
+
+    Args:
+        name: the dataset name, e.g. ``"cuhk_sysu_train"``.
+        loader: zero-argument function returning the records (called lazily by Detectron2).
+        metadata: values for ``MetadataCatalog.get(name)``; ``thing_classes=["person"]`` and
+            ``evaluator_type="person_search"`` are added.
+
+    Raises:
+        ValueError: ``name`` is already registered, or its metadata holds conflicting values.
+    """
+    if name in DatasetCatalog.list():
+        raise ValueError(
+            f"Dataset {name!r} is already registered; choose another name or call "
+            f"DatasetCatalog.remove({name!r}) and MetadataCatalog.remove({name!r}) first."
+        )
+    DatasetCatalog.register(name, loader)
+    try:
+        MetadataCatalog.get(name).set(
+            thing_classes=["person"], evaluator_type="person_search", **metadata
+        )
+    except AssertionError as e:  # Metadata.set refuses to change an existing value
+        DatasetCatalog.remove(name)
+        raise ValueError(
+            f"Dataset {name!r}: MetadataCatalog already holds different metadata for this name "
+            f"({e}); call MetadataCatalog.remove({name!r}) first."
+        ) from e
+
+
+def build_records(
+    names: Sequence[str],
+    paths: Sequence[str],
+    boxes: Dict[str, np.ndarray],
+    pids: Dict[str, Sequence[int]],
+    queries: Dict[str, List[dict]],
+    source: str,
+    extras: Optional[Dict[str, dict]] = None,
+) -> List[dict]:
+    """Build records: read image sizes, sanitise boxes, attach queries (shared with PRW).
+
+    Args:
+        names: image names (the records' ``image_id``), in output order.
+        paths: the image files, aligned with ``names``.
+        boxes: per image name, (N, 4) XYXY boxes in original pixels.
+        pids: per image name, the N person ids of its boxes.
+        queries: per image name, ``[{"bbox", "person_id", "query_index", "where"}]`` where
+            ``where`` names the file and entry for the error of a query box outside its image.
+        source: "dataset split" for log lines.
+        extras: per image name, additional record fields (e.g. ``camera_id``).
+
+    Raises:
+        FileNotFoundError, ValueError: an image is missing or unreadable (names the image).
+        DatasetFormatError: a query box has no area inside its image.
+    """
+    sizes = read_image_sizes(list(paths), desc=f"{source}: reading image sizes")
+    sanitizer = BoxSanitizer(source)
+    query_sanitizer = BoxSanitizer(f"{source} queries")
+    records = []
+    for name, path, (height, width) in zip(names, paths, sizes):
+        kept, keep = sanitizer(boxes[name], width, height)
+        kept_pids = np.asarray(pids[name], dtype=np.int64).reshape(-1)[keep]
+        record = {
+            "file_name": path,
+            "image_id": name,
+            "height": height,
+            "width": width,
+            "annotations": [
+                {
+                    "bbox": [float(v) for v in box],
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                    "category_id": 0,
+                    "person_id": int(pid),
+                }
+                for box, pid in zip(kept, kept_pids)
+            ],
+        }
+        if extras and name in extras:
+            record.update(extras[name])
+        if name in queries:
+            record["queries"] = []
+            for q in queries[name]:
+                qbox, qkeep = query_sanitizer(np.asarray(q["bbox"]), width, height)
+                if not qkeep[0]:
+                    raise DatasetFormatError(
+                        f"{q['where']}: query box {list(q['bbox'])} (x1 y1 x2 y2) has no area "
+                        f"inside image {path!r} ({width}x{height})."
+                    )
+                record["queries"].append(
+                    {
+                        "bbox": [float(v) for v in qbox[0]],
+                        "person_id": int(q["person_id"]),
+                        "query_index": int(q["query_index"]),
+                    }
+                )
+        records.append(record)
+    sanitizer.log_summary()
+    query_sanitizer.log_summary()
+    return records

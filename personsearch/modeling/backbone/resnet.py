@@ -11,6 +11,7 @@ what person search needs:
 * :func:`build_res5_stage`, which builds res5 with exactly the same rules so that the RoI head
   continues the body and loads the same pretrained weights (module names ``res5.<block>.*``).
 """
+
 from typing import Dict, List
 
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
@@ -39,8 +40,8 @@ def resnet_stage_kwargs(cfg, stage: int) -> Dict:
     """Arguments of ``ResNet.make_stage`` for one stage (2..5), from ``cfg.MODEL.RESNETS``.
 
     Channel widths double at every stage starting from ``RES2_OUT_CHANNELS`` (the stem output feeds
-    res2). Bottleneck widths start at ``NUM_GROUPS * WIDTH_PER_GROUP``. The first block of res3..res5
-    has stride 2.
+    res2). Bottleneck widths start at ``NUM_GROUPS * WIDTH_PER_GROUP``. The first block of
+    res3..res5 has stride 2.
     """
     r = cfg.MODEL.RESNETS
     if r.DEPTH not in _NUM_BLOCKS:
@@ -95,7 +96,9 @@ def build_person_search_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
         W/16)}``). Parameter names match detectron2's ResNet, so model-zoo pickles load directly.
     """
     r = cfg.MODEL.RESNETS
-    stem = BasicStem(in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM)
+    stem = BasicStem(
+        in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM
+    )
     last_stage = max(int(name[3:]) for name in r.OUT_FEATURES)
     stages: List[List[nn.Module]] = [
         ResNet.make_stage(**resnet_stage_kwargs(cfg, s)) for s in range(2, last_stage + 1)

@@ -1,4 +1,5 @@
 """Online Instance Matching (OIM) loss with its lookup table and circular queue."""
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable

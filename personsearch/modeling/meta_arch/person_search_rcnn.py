@@ -1,4 +1,5 @@
 """PersonSearchRCNN: Faster R-CNN whose inference also embeds the query boxes of each image."""
+
 from typing import Dict, List, Optional
 
 import torch
@@ -72,7 +73,9 @@ class PersonSearchRCNN(GeneralizedRCNN):
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         if detected_instances is None and self.use_gt_boxes:
-            detected_instances = [self._gt_as_detections(x, s) for x, s in zip(batched_inputs, images.image_sizes)]
+            detected_instances = [
+                self._gt_as_detections(x, s) for x, s in zip(batched_inputs, images.image_sizes)
+            ]
         if detected_instances is None:
             proposals, _ = self.proposal_generator(images, features, None)
             results, _ = self.roi_heads(images, features, proposals, None)

@@ -1,4 +1,5 @@
 """OIM's embedding head: one fully connected layer and L2 normalisation."""
+
 from typing import Dict, List
 
 import torch
@@ -11,18 +12,23 @@ from .registry import REID_HEAD_REGISTRY
 
 @REID_HEAD_REGISTRY.register()
 class LinearEmbeddingHead(nn.Module):
-    """``embedding = normalize(W [f_1; ...; f_k] + b)`` over the selected pooled RoI features.
+    """``embedding = normalize(N(W [f_1; ...; f_k] + b))`` over the selected pooled RoI features.
 
-    The OIM paper projects the 2048-d pooled res5 feature to 256 dimensions this way.
+    The OIM paper projects the 2048-d pooled res5 feature to 256 dimensions this way (N = identity).
+    With ``norm="BN"`` (or "SyncBN"), N is a BatchNorm over the batch of RoIs, which centres the
+    projections. This matters when training from scratch: pooled post-ReLU features are all
+    positive, so without centring every RoI maps to nearly the same direction, all OIM cosines are
+    ~1 and the softmax stays uniform (the loss sits at log(L + Q)).
     """
 
     @configurable
-    def __init__(self, *, in_features: List[str], in_channels: int, embed_dim: int):
+    def __init__(self, *, in_features: List[str], in_channels: int, embed_dim: int, norm: str = ""):
         """
         Args:
             in_features: names of the pooled features to concatenate (e.g. ``["res5"]``).
             in_channels: total channels of the concatenation.
             embed_dim: D.
+            norm: "" (none), "BN" or "SyncBN" after the projection.
         """
         super().__init__()
         self.in_features = list(in_features)
@@ -30,6 +36,10 @@ class LinearEmbeddingHead(nn.Module):
         self.proj = nn.Linear(in_channels, embed_dim)
         nn.init.normal_(self.proj.weight, std=0.01)
         nn.init.constant_(self.proj.bias, 0.0)
+        norms = {"": nn.Identity, "BN": nn.BatchNorm1d, "SyncBN": nn.SyncBatchNorm}
+        if norm not in norms:
+            raise ValueError(f"MODEL.REID_HEAD.NORM must be one of {sorted(norms)}, got {norm!r}")
+        self.norm = norms[norm](embed_dim) if norm else nn.Identity()
 
     @classmethod
     def from_config(cls, cfg, input_channels: Dict[str, int]):
@@ -44,6 +54,7 @@ class LinearEmbeddingHead(nn.Module):
             "in_features": names,
             "in_channels": sum(input_channels[n] for n in names),
             "embed_dim": cfg.MODEL.REID_HEAD.EMBED_DIM,
+            "norm": cfg.MODEL.REID_HEAD.NORM,
         }
 
     def forward(self, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -55,4 +66,4 @@ class LinearEmbeddingHead(nn.Module):
             ``{"embeddings": (R, D) L2-normalised}``.
         """
         x = torch.cat([features[f] for f in self.in_features], dim=1)
-        return {"embeddings": F.normalize(self.proj(x), dim=1)}
+        return {"embeddings": F.normalize(self.norm(self.proj(x)), dim=1)}

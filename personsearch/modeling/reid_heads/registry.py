@@ -1,4 +1,5 @@
 """Registry of re-identification embedding heads, selected by ``MODEL.REID_HEAD.NAME``."""
+
 from typing import Dict
 
 from detectron2.utils.registry import Registry

@@ -1,4 +1,5 @@
 """The OIM baseline head: Faster R-CNN C4 box head plus an OIM-trained embedding."""
+
 from typing import Dict, List, Optional, Tuple
 
 import torch

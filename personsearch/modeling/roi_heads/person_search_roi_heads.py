@@ -1,4 +1,5 @@
 """Base class of the person-search RoI heads (C4: RoIAlign on res4, res5 per RoI)."""
+
 from typing import Dict, List
 
 import torch

@@ -1,4 +1,5 @@
 """The C4 RoI feature extractor: res5 on pooled res4 RoI maps, then global pooling."""
+
 from typing import Dict
 
 import torch
@@ -42,4 +43,3 @@ class Res5FeatureHead(nn.Module):
         """
         y = self.res5(x)
         return {"res4": self._global_pool(x), "res5": self._global_pool(y), "res5_map": y}
-

@@ -1,0 +1,52 @@
+"""Registers the built-in splits under ``$DETECTRON2_DATASETS`` (default ``./datasets``).
+
+==================  ============================================  =========================
+name                files                                         protocol
+==================  ============================================  =========================
+cuhk_sysu_train     ``$DETECTRON2_DATASETS/CUHK-SYSU``            cuhk_sysu (TestG{N}.mat)
+cuhk_sysu_test      same                                          cuhk_sysu
+prw_train           ``$DETECTRON2_DATASETS/PRW``                  prw (all other frames)
+prw_test            same                                          prw
+synthetic_train     ``$DETECTRON2_DATASETS/synthetic`` (made on   cuhk_sysu
+synthetic_test      first use, CUHK-SYSU format)                  cuhk_sysu
+==================  ============================================  =========================
+
+The expected trees are in ``datasets/README.md``. Loading is lazy: nothing is read (or generated)
+until ``DatasetCatalog.get(name)``.
+"""
+import os
+
+from .common import register_person_search_dataset
+from .cuhk_sysu import load_cuhk_sysu, register_cuhk_sysu
+from .prw import register_prw
+from .synthetic import ensure_synthetic_dataset
+
+CUHK_SYSU_DIR = "CUHK-SYSU"
+PRW_DIR = "PRW"
+SYNTHETIC_DIR = "synthetic"
+
+
+def datasets_root() -> str:
+    """``$DETECTRON2_DATASETS``, or ``datasets`` relative to the working directory."""
+    return os.path.abspath(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+
+
+def register_synthetic(name: str, root: str, split: str) -> None:
+    """Register a split of the synthetic dataset, generated into ``root`` on first use."""
+
+    def load(root=root, split=split):
+        return load_cuhk_sysu(ensure_synthetic_dataset(root), split)
+
+    register_person_search_dataset(name, load, protocol="cuhk_sysu", root=root, split=split)
+
+
+def register_all(root: str) -> None:
+    """Register every built-in split with its files under ``root``."""
+    for split in ("train", "test"):
+        register_cuhk_sysu(f"cuhk_sysu_{split}", os.path.join(root, CUHK_SYSU_DIR), split)
+        register_prw(f"prw_{split}", os.path.join(root, PRW_DIR), split)
+        register_synthetic(f"synthetic_{split}", os.path.join(root, SYNTHETIC_DIR), split)
+
+
+if __name__.endswith(".builtin"):
+    register_all(datasets_root())

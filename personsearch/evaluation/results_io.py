@@ -1,0 +1,286 @@
+"""The raw person-search results file: what the model produced on a test split, saved once so that
+any search protocol can be re-scored offline (``tools/evaluate_search.py``) without the model.
+
+Format (``format_version`` 1): a ``torch.save``'d dict holding only tensors, lists, dicts, str, int
+and float, so ``torch.load(path, weights_only=True)`` reads it:
+
+.. code-block:: python
+
+    {
+        "format_version": 1,
+        "dataset": "cuhk_sysu_test",          # registered dataset name it was produced on
+        "config": "<yaml dump>" or "",        # the config used, for the record
+        "gallery": {                          # every image of the split, detections or not
+            image_id: {
+                "boxes": FloatTensor (N, 4),  # XYXY, original image pixels
+                "scores": FloatTensor (N,),   # the method's detection score
+                "feats": FloatTensor (N, D),  # L2-normalised, NOT multiplied by the score
+            },
+        },
+        "queries": [                          # one per query box of the split, any order
+            {"query_index": int, "image_id": str, "bbox": [x1, y1, x2, y2],
+             "person_id": int, "feat": FloatTensor (D,)},  # L2-normalised query embedding
+        ],
+    }
+
+``N`` may be 0 (``feats`` then has shape ``(0, D)`` or ``(0, 0)``). All features share one ``D``.
+CWS (gallery feature x score) is applied when scoring, never in the file.
+"""
+
+import os
+import tempfile
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+RESULTS_FILENAME = "search_results.pth"
+
+
+def _as_tensor(value: Any, shape_hint: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float32).contiguous()
+    try:
+        return torch.as_tensor(np.asarray(value, dtype=np.float32)).contiguous()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"results: cannot convert {shape_hint} to a float tensor: {e}") from e
+
+
+def build_results(
+    dataset: str,
+    gallery: Mapping[str, Mapping[str, Any]],
+    queries: Iterable[Mapping[str, Any]],
+    config: str = "",
+) -> Dict[str, Any]:
+    """Assemble a results dict in the documented format from numpy arrays or tensors.
+
+    Args:
+        dataset: registered dataset name.
+        gallery: ``{image_id: {"boxes": (N, 4), "scores": (N,), "feats": (N, D)}}``.
+        queries: dicts with ``query_index``, ``image_id``, ``bbox`` (4 numbers), ``person_id``
+            and ``feat`` (D,).
+        config: yaml dump of the config, or "".
+
+    Returns:
+        The results dict (float32 CPU tensors, plain Python scalars), sorted by query index.
+    """
+    out_gallery = {}
+    for image_id, det in gallery.items():
+        out_gallery[str(image_id)] = {
+            key: _as_tensor(det[key], f"gallery[{image_id!r}][{key!r}]")
+            for key in ("boxes", "scores", "feats")
+        }
+    out_queries = []
+    for q in queries:
+        out_queries.append(
+            {
+                "query_index": int(q["query_index"]),
+                "image_id": str(q["image_id"]),
+                "bbox": [float(v) for v in np.asarray(q["bbox"], dtype=np.float64).reshape(-1)],
+                "person_id": int(q["person_id"]),
+                "feat": _as_tensor(q["feat"], f"query {q['query_index']} 'feat'").reshape(-1),
+            }
+        )
+    out_queries.sort(key=lambda q: q["query_index"])
+    return {
+        "format_version": FORMAT_VERSION,
+        "dataset": str(dataset),
+        "config": str(config or ""),
+        "gallery": out_gallery,
+        "queries": out_queries,
+    }
+
+
+def save_results(path: str, results: Mapping[str, Any]) -> None:
+    """Write a results dict atomically: to a temporary file in the same folder, then
+    ``os.replace`` onto ``path``, so a reader never sees a half-written file.
+
+    Args:
+        path: destination file (its folder is created if needed).
+        results: a dict in the documented format (e.g. from :func:`build_results`).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(results), f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_results(path: str) -> Dict[str, Any]:
+    """Read a results file with ``torch.load(..., weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a results dict of a known ``format_version``.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Results file not found: {path!r}")
+    try:
+        results = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors of every kind: say which file
+        raise ValueError(f"{path!r} is not a readable person-search results file: {e}") from e
+    if not isinstance(results, dict) or "format_version" not in results:
+        raise ValueError(f"{path!r} is not a person-search results file (no 'format_version').")
+    if results["format_version"] != FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} has format_version {results['format_version']!r}; this code reads "
+            f"version {FORMAT_VERSION}."
+        )
+    return results
+
+
+def _array(value: Any, where: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(f"results: {where} must be a real-valued tensor.")
+        return value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"results: {where} is not numeric: {e}") from e
+    return arr
+
+
+def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]]) -> int:
+    """Check that a results dict is well-formed and belongs to the dataset ``records``.
+
+    Checks: the top-level keys; every record's image is in ``gallery`` and no other image is;
+    ``boxes`` (N, 4), ``scores`` (N,), ``feats`` (N, D) with one ``D`` for all images and queries;
+    every query of the records appears exactly once (by ``query_index``), on the same image with
+    the same box (within 1e-3 px) and person_id; all values finite.
+
+    Args:
+        results: the loaded results dict.
+        records: the dataset's records (``DatasetCatalog.get(name)``).
+
+    Returns:
+        The feature dimension D (0 if there are no features at all).
+
+    Raises:
+        ValueError: naming the image id, query index or key at fault.
+    """
+    for key in ("gallery", "queries"):
+        if key not in results:
+            raise ValueError(f"results: missing top-level key {key!r}.")
+    gallery = results["gallery"]
+    if not isinstance(gallery, Mapping):
+        raise ValueError("results: 'gallery' must be a dict {image_id: detections}.")
+    record_ids = [str(r["image_id"]) for r in records]
+    record_set = set(record_ids)
+    unknown = [i for i in gallery if i not in record_set]
+    if unknown:
+        raise ValueError(
+            f"results: {len(unknown)} gallery image id(s) are not in the dataset, e.g. "
+            f"{unknown[0]!r}; was the file produced on another dataset?"
+        )
+    missing = [i for i in record_ids if i not in gallery]
+    if missing:
+        raise ValueError(
+            f"results: {len(missing)} image(s) of the dataset are missing from 'gallery', e.g. "
+            f"{missing[0]!r} (every test image needs an entry, possibly with N=0 detections)."
+        )
+    dim: Optional[int] = None
+    dim_source = ""
+
+    def check_dim(d: int, where: str) -> None:
+        nonlocal dim, dim_source
+        if dim is None:
+            dim, dim_source = d, where
+        elif d != dim:
+            raise ValueError(
+                f"results: {where} has feature dimension {d}, but {dim_source} has {dim}."
+            )
+
+    for image_id in record_ids:
+        det = gallery[image_id]
+        if not isinstance(det, Mapping):
+            raise ValueError(f"results: gallery[{image_id!r}] must be a dict.")
+        for key in ("boxes", "scores", "feats"):
+            if key not in det:
+                raise ValueError(f"results: gallery[{image_id!r}] has no {key!r}.")
+        boxes = _array(det["boxes"], f"gallery[{image_id!r}]['boxes']")
+        scores = _array(det["scores"], f"gallery[{image_id!r}]['scores']")
+        feats = _array(det["feats"], f"gallery[{image_id!r}]['feats']")
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(
+                f"results: gallery[{image_id!r}]['boxes'] has shape {boxes.shape}, expected (N, 4)."
+            )
+        n = boxes.shape[0]
+        if scores.shape != (n,):
+            raise ValueError(
+                f"results: gallery[{image_id!r}]['scores'] has shape {scores.shape}, expected "
+                f"({n},) to match 'boxes'."
+            )
+        if feats.ndim != 2 or feats.shape[0] != n:
+            raise ValueError(
+                f"results: gallery[{image_id!r}]['feats'] has shape {feats.shape}, expected "
+                f"({n}, D) to match 'boxes'."
+            )
+        if n > 0 or feats.shape[1] > 0:
+            check_dim(feats.shape[1], f"gallery[{image_id!r}]['feats']")
+        for key, arr in (("boxes", boxes), ("scores", scores), ("feats", feats)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"results: gallery[{image_id!r}][{key!r}] has non-finite values.")
+
+    expected, expected_query = {}, {}
+    for r in records:
+        for q in r.get("queries", None) or []:
+            expected[int(q["query_index"])] = str(r["image_id"])
+            expected_query[int(q["query_index"])] = q
+    queries = results["queries"]
+    if not isinstance(queries, (list, tuple)):
+        raise ValueError("results: 'queries' must be a list.")
+    seen = set()
+    for pos, q in enumerate(queries):
+        if not isinstance(q, Mapping):
+            raise ValueError(f"results: queries[{pos}] must be a dict.")
+        for key in ("query_index", "image_id", "bbox", "person_id", "feat"):
+            if key not in q:
+                raise ValueError(f"results: queries[{pos}] has no {key!r}.")
+        qi = int(q["query_index"])
+        if qi in seen:
+            raise ValueError(f"results: query_index {qi} appears more than once.")
+        seen.add(qi)
+        if qi not in expected:
+            raise ValueError(f"results: query_index {qi} is not a query of the dataset.")
+        if str(q["image_id"]) != expected[qi]:
+            raise ValueError(
+                f"results: query_index {qi} is on image {q['image_id']!r}, but the dataset puts "
+                f"it on {expected[qi]!r}."
+            )
+        bbox = _array(q["bbox"], f"query_index {qi} 'bbox'")
+        if bbox.shape != (4,) or not np.all(np.isfinite(bbox)):
+            raise ValueError(f"results: query_index {qi} 'bbox' must be 4 finite numbers.")
+        rec_q = expected_query[qi]
+        if np.any(np.abs(bbox - np.asarray(rec_q["bbox"], np.float64)) > 1e-3):
+            raise ValueError(
+                f"results: query_index {qi} 'bbox' {bbox.tolist()} differs from the dataset's "
+                f"{list(rec_q['bbox'])} (boxes must be in original image pixels)."
+            )
+        if int(q["person_id"]) != int(rec_q.get("person_id", -1)):
+            raise ValueError(
+                f"results: query_index {qi} has person_id {int(q['person_id'])}, the dataset "
+                f"{int(rec_q.get('person_id', -1))}."
+            )
+        feat = _array(q["feat"], f"query_index {qi} 'feat'")
+        if feat.ndim != 1:
+            raise ValueError(
+                f"results: query_index {qi} 'feat' has shape {feat.shape}, expected (D,)."
+            )
+        check_dim(feat.shape[0], f"query_index {qi} 'feat'")
+        if not np.all(np.isfinite(feat)):
+            raise ValueError(f"results: query_index {qi} 'feat' has non-finite values.")
+    missing_q = sorted(set(expected) - seen)
+    if missing_q:
+        raise ValueError(
+            f"results: {len(missing_q)} query index(es) of the dataset are missing, e.g. "
+            f"{missing_q[0]} (on image {expected[missing_q[0]]!r})."
+        )
+    return 0 if dim is None else int(dim)
