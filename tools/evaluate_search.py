@@ -112,6 +112,7 @@ def _plot(rows: List[Dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sizes = [r["gallery_size"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -120,6 +121,7 @@ def _plot(rows: List[Dict], path: str) -> None:
     ax.set_xscale("log")
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(s) for s in sizes])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no "3x10^1" labels
     ax.set_xlabel("gallery size")
     ax.set_ylabel("%")
     ax.grid(True, alpha=0.3)
