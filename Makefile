@@ -7,6 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= output/demo
+# the main job's model: OIM trained from scratch on the synthetic set, sized for 2 CPU cores
+DEMO_CONFIG ?= configs/synthetic/OIM_R10.yaml
 
 .PHONY: venv demo test lint format clean-venv
 
@@ -22,9 +24,14 @@ $(STAMP): requirements.txt setup.py
 
 venv: $(STAMP)
 
+# The main job: synthetic data (generated on first use) + statistics and pictures, then training
+# and evaluation on the CPU, then the same results re-scored at every gallery size (+ plot).
 demo: venv
 	$(PY) tools/analyze_dataset.py --dataset synthetic_train synthetic_test --output $(DEMO)/dataset
-	$(PY) tools/visualize_data.py --dataset synthetic_train --num-images 4 --output $(DEMO)/dataset
+	$(PY) tools/visualize_data.py --dataset synthetic_test --num-images 4 --output $(DEMO)/dataset
+	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) OUTPUT_DIR $(DEMO)/train
+	$(PY) tools/evaluate_search.py --dataset synthetic_test --all --output $(DEMO)/search \
+	  --results $(DEMO)/train/inference/synthetic_test/search_results.pth
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -82,6 +82,11 @@ def _add_reid_config(cfg: CN) -> None:
     cfg.MODEL.OIM.MOMENTUM = 0.5
     # Weight of the OIM loss in the total loss.
     cfg.MODEL.OIM.LOSS_WEIGHT = 1.0
+    # Distributed debugging: every this many iterations (and after the last one) compare a hash
+    # of every OIM buffer (lut, queue, queue_head) across ranks and stop with an error naming the
+    # buffer and the iteration if they differ. Costs one hash per buffer and a small all-gather
+    # per check. 0 (default): off. Ignored in single-process training.
+    cfg.MODEL.OIM.SYNC_CHECK_PERIOD = 0
 
 
 def _add_solver_config(cfg: CN) -> None:

@@ -62,7 +62,21 @@ def run_distributed(fn: Callable, world_size: int, *args) -> None:
     ``fn`` must be a module-level function (it is pickled); it can find its rank with
     ``detectron2.utils.comm.get_rank()``. Results must be passed back through files.
     """
-    launch(fn, world_size, num_machines=1, machine_rank=0, dist_url="auto", args=args)
+    launch(
+        _finishing, world_size, num_machines=1, machine_rank=0, dist_url="auto", args=(fn,) + args
+    )
+
+
+def _finishing(fn: Callable, *args) -> None:
+    """Run ``fn`` then leave the process group together: a rank that exits while gloo still uses
+    its connection can make the other one abort ("terminate called without an active exception")."""
+    import torch.distributed as dist
+    from detectron2.utils import comm
+
+    fn(*args)
+    if dist.is_initialized():  # ``fn`` may have left the group itself
+        comm.synchronize()
+        dist.destroy_process_group()
 
 
 def cpu_threads(n: int = 1):

@@ -65,9 +65,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     registered = set(DatasetCatalog.list())
     missing = [d for d in args.dataset if d not in registered]
     if missing:
-        names = [n for n in registered if MetadataCatalog.get(n).get("evaluator_type")]
+        names = [
+            n for n in registered if MetadataCatalog.get(n).get("evaluator_type") == "person_search"
+        ]
         parser.error(
-            f"dataset(s) {missing} not registered; registered splits with metadata: "
+            f"dataset(s) {missing} not registered; registered person-search splits: "
             f"{', '.join(sorted(names)) or 'none'}"
         )
     if len(set(args.dataset)) != len(args.dataset):

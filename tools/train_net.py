@@ -10,6 +10,7 @@ Multi-machine: ``--num-machines N --machine-rank K --dist-url tcp://HOST:PORT`` 
 ``launch``; gloo is used on CPU, NCCL on GPU). Trailing ``KEY VALUE`` pairs override the config.
 """
 
+import torch.distributed as dist
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -38,10 +39,20 @@ def main(args):
         res = PersonSearchTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
-        return res
-    trainer = PersonSearchTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    else:
+        trainer = PersonSearchTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        res = trainer.train()
+    leave_process_group()
+    return res
+
+
+def leave_process_group():
+    """After a successful multi-process run, wait for every rank and close the process group:
+    a rank that exits while gloo still talks to it can make another rank abort at exit."""
+    if comm.get_world_size() > 1:
+        comm.synchronize()
+        dist.destroy_process_group()
 
 
 def invoke_main(argv=None):

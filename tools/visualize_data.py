@@ -63,9 +63,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     for name, json_file, image_root in args.register_json:
         register_person_search_json(name, json_file, image_root)
     if args.dataset not in DatasetCatalog.list():
-        names = [n for n in DatasetCatalog.list() if MetadataCatalog.get(n).get("evaluator_type")]
+        names = [
+            n
+            for n in DatasetCatalog.list()
+            if MetadataCatalog.get(n).get("evaluator_type") == "person_search"
+        ]
         parser.error(
-            f"dataset {args.dataset!r} is not registered; registered splits with metadata: "
+            f"dataset {args.dataset!r} is not registered; registered person-search splits: "
             f"{', '.join(sorted(names)) or 'none'}"
         )
     return args

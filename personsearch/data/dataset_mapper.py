@@ -77,6 +77,13 @@ class PersonSearchDatasetMapper:
     def __call__(self, dataset_dict: Dict) -> Optional[Dict]:
         """Map one record; returns None only for a skipped corrupt training image."""
         d = copy.deepcopy(dataset_dict)
+        for i, a in enumerate(d.get("annotations", [])):
+            if "person_id" not in a:
+                raise KeyError(
+                    f"Record {d.get('image_id', d['file_name'])!r}: annotations[{i}] has no "
+                    "'person_id'; person-search datasets need one per box (-1 = unlabeled). Is "
+                    "this a plain detection dataset?"
+                )
         image = self._read_image(d["file_name"])
         if image is None:
             return None

@@ -1,5 +1,6 @@
-"""Training: the trainer, its guarded training step and checkpointer."""
+"""Training: the trainer, its guarded training step, checkpointer and hooks."""
 
 from .checkpointer import PersonSearchCheckpointer
+from .hooks import OIMSyncCheckHook, StepSeedHook, check_oim_memories_in_sync
 from .train_loop import GuardedTrainLoop
 from .trainer import PersonSearchTrainer, load_training_records

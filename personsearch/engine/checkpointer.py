@@ -51,7 +51,11 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
                 ) from e
             if not os.path.isfile(local):
                 raise FileNotFoundError(f"Checkpoint file not found: {path!r} (MODEL.WEIGHTS)")
-        return super().load(path, *args, **kwargs)
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:
+            # detectron2 leaves this set when loading raises, which breaks every later load
+            self._parsed_url_during_load = None
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if filename.endswith(".pkl"):
@@ -59,7 +63,16 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
                 f"{filename} is a pickle file (detectron2 model-zoo format); it is unpickled, "
                 "which cannot be restricted to weights: load only files you trust."
             )
-        return super()._load_file(filename)
+        try:
+            loaded = super()._load_file(filename)
+        except Exception as e:  # torch/pickle raise many types for damaged files
+            raise ValueError(f"Cannot load checkpoint {filename!r}: {type(e).__name__}: {e}") from e
+        if not isinstance(loaded.get("model"), dict):
+            raise ValueError(
+                f"Checkpoint {filename!r} holds no model state dict (found "
+                f"{type(loaded.get('model')).__name__} under 'model')"
+            )
+        return loaded
 
     def _torch_load(self, f: str) -> Dict[str, Any]:
         try:

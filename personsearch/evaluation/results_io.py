@@ -29,10 +29,12 @@ CWS (gallery feature x score) is applied when scoring, never in the file.
 
 import os
 import tempfile
+import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 import torch
+from numpy.exceptions import ComplexWarning
 
 FORMAT_VERSION = 1
 RESULTS_FILENAME = "search_results.pth"
@@ -125,27 +127,75 @@ def load_results(path: str) -> Dict[str, Any]:
     try:
         results = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors of every kind: say which file
-        raise ValueError(f"{path!r} is not a readable person-search results file: {e}") from e
-    if not isinstance(results, dict) or "format_version" not in results:
-        raise ValueError(f"{path!r} is not a person-search results file (no 'format_version').")
-    if results["format_version"] != FORMAT_VERSION:
         raise ValueError(
-            f"{path!r} has format_version {results['format_version']!r}; this code reads "
-            f"version {FORMAT_VERSION}."
+            f"{path!r} is not a readable person-search results file (truncated, corrupt or not "
+            f"written by torch.save): {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(results, dict) or "format_version" not in results:
+        what = type(results).__name__
+        if isinstance(results, dict):
+            what += f" with keys {sorted(map(str, results))[:8]}"
+        raise ValueError(
+            f"{path!r} is not a person-search results file (a dict with 'format_version'); it "
+            f"holds a {what}."
+        )
+    version = results["format_version"]
+    # compared as a plain int: a tensor or array here would make "!=" ambiguous
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} has format_version {version!r}; this code reads version {FORMAT_VERSION}."
         )
     return results
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+# tensor dtypes that numpy (and so the scoring code) reads
+_NUMPY_DTYPES = (
+    torch.float16,
+    torch.float32,
+    torch.float64,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+)
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def _array(value: Any, where: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        if value.is_complex() or value.dtype == torch.bool:
-            raise ValueError(f"results: {where} must be a real-valued tensor.")
+        if value.layout != torch.strided or value.dtype not in _NUMPY_DTYPES:
+            raise ValueError(
+                f"results: {where} must be a dense real-valued tensor (float32 as written by "
+                f"build_results), got dtype {value.dtype}, layout {value.layout}."
+            )
         return value.detach().cpu().numpy()
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"results: {where} is not numeric: {e}") from e
+        # lists may hold tensors: complex ones must fail, not lose their imaginary part
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ComplexWarning)
+            arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RuntimeError, ComplexWarning) as e:
+        raise ValueError(f"results: {where} is not numeric: {type(e).__name__}: {e}") from e
     return arr
+
+
+def _integer(value: Any, where: str) -> int:
+    """An integer field of the results (a Python/numpy int or a one-element integer tensor)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype in _INT_DTYPES:
+        value = value.item()
+    if not _is_int(value):
+        raise ValueError(f"results: {where} must be an integer, got {_describe(value)}.")
+    return int(value)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:60] + '...'}"
 
 
 def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]]) -> int:
@@ -166,6 +216,8 @@ def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]
     Raises:
         ValueError: naming the image id, query index or key at fault.
     """
+    if not isinstance(results, Mapping):
+        raise ValueError(f"results: expected a dict, got {type(results).__name__}.")
     for key in ("gallery", "queries"):
         if key not in results:
             raise ValueError(f"results: missing top-level key {key!r}.")
@@ -191,6 +243,8 @@ def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]
 
     def check_dim(d: int, where: str) -> None:
         nonlocal dim, dim_source
+        if d < 1:
+            raise ValueError(f"results: {where} has feature dimension 0; embeddings need D >= 1.")
         if dim is None:
             dim, dim_source = d, where
         elif d != dim:
@@ -244,7 +298,7 @@ def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]
         for key in ("query_index", "image_id", "bbox", "person_id", "feat"):
             if key not in q:
                 raise ValueError(f"results: queries[{pos}] has no {key!r}.")
-        qi = int(q["query_index"])
+        qi = _integer(q["query_index"], f"queries[{pos}]['query_index']")
         if qi in seen:
             raise ValueError(f"results: query_index {qi} appears more than once.")
         seen.add(qi)
@@ -264,9 +318,10 @@ def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]
                 f"results: query_index {qi} 'bbox' {bbox.tolist()} differs from the dataset's "
                 f"{list(rec_q['bbox'])} (boxes must be in original image pixels)."
             )
-        if int(q["person_id"]) != int(rec_q.get("person_id", -1)):
+        person_id = _integer(q["person_id"], f"query_index {qi} 'person_id'")
+        if person_id != int(rec_q.get("person_id", -1)):
             raise ValueError(
-                f"results: query_index {qi} has person_id {int(q['person_id'])}, the dataset "
+                f"results: query_index {qi} has person_id {person_id}, the dataset "
                 f"{int(rec_q.get('person_id', -1))}."
             )
         feat = _array(q["feat"], f"query_index {qi} 'feat'")

@@ -6,6 +6,7 @@ protocol functions, convert to percent.
 """
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -53,6 +54,9 @@ class SearchOptions:
     def __post_init__(self):
         if self.subset not in SUBSETS:
             raise ValueError(f"Unknown search subset {self.subset!r}; expected one of {SUBSETS}.")
+        for name in ("det_thresh", "detection_thresh"):
+            if math.isnan(getattr(self, name)):  # every comparison with NaN is False
+                raise ValueError(f"SearchOptions.{name} must be a number, got NaN.")
 
     @classmethod
     def from_config(cls, cfg=None) -> "SearchOptions":
@@ -182,6 +186,13 @@ def _protocol_galleries(
             )
         info["gallery_size"] = options.gallery_size
     elif protocol in ("prw", "json"):
+        if options.cross_camera:
+            no_camera = [str(r["image_id"]) for r in records if r.get("camera_id") is None]
+            if no_camera:
+                raise ValueError(
+                    f"Cross-camera search needs a 'camera_id' in every record; {len(no_camera)} "
+                    f"of {len(records)} images have none, e.g. {no_camera[0]!r}."
+                )
         persons = person_index(records)
         cams = [r.get("camera_id") for r in records]
         positions = np.arange(len(queries.query_index))
@@ -259,6 +270,18 @@ def score_results(
     protocol = _meta_get(metadata, "protocol")
     dim = validate_results(results, records)
     dets, queries, image_index = pack_results(results, records, dim)
+    if len(queries.query_index) == 0:
+        raise ValueError(
+            f"Dataset {results.get('dataset', '')!r} has no queries (no record carries "
+            "'queries'), so person search cannot be scored; is it a training split?"
+        )
+    if not np.any(dets.scores >= options.det_thresh):
+        logger.warning(
+            "None of the %d gallery images has a detection with score >= %s (det_thresh); every "
+            "query scores 0. Is the model trained, and is the threshold right?",
+            dets.num_images,
+            options.det_thresh,
+        )
     positions, galleries, info = _protocol_galleries(
         protocol, metadata, records, queries, image_index, options
     )

@@ -1,13 +1,16 @@
-"""Fuzzing the CUHK-SYSU and PRW loaders with malformed files.
+"""Fuzzing the CUHK-SYSU, PRW and person-search JSON loaders with malformed files.
 
-Every example starts from a copy of a valid tiny tree, damages one file (random bytes, flipped
-bytes, a wrong value / field / shape somewhere in a MATLAB structure, random query lines) and runs
-the loaders. A load may succeed (then the records must still be well formed) or fail, but only with
-``FileNotFoundError`` / ``ValueError`` (``DatasetFormatError`` is one) whose message names the
-damaged file (or the image a damaged name points to); never another exception type, never a hang.
+Every example starts from a copy of a valid tiny tree (or JSON file), damages one file (random
+bytes, flipped bytes, a wrong value / field / shape somewhere in a MATLAB or JSON structure,
+random query lines) and runs the loaders. A load may succeed (then the records must still be well
+formed) or fail, but only with ``FileNotFoundError`` / ``ValueError`` (``DatasetFormatError`` is
+one) whose message names the damaged file (or the image a damaged name points to); never another
+exception type, never a hang. ``PS_FUZZ_EXAMPLES=2000`` runs more examples per test.
 """
 
 import contextlib
+import copy
+import json
 import os
 import shutil
 import signal
@@ -20,11 +23,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from personsearch.data.datasets.cuhk_sysu import load_cuhk_sysu, load_cuhk_sysu_protocol
+from personsearch.data.datasets.json_format import load_person_search_json
 from personsearch.data.datasets.prw import load_prw
-from tests.data.fixtures import PRW_QUERY_LINES, write_tiny_cuhk_sysu, write_tiny_prw
+from tests.data.fixtures import (
+    PRW_QUERY_LINES,
+    write_jpeg,
+    write_tiny_cuhk_sysu,
+    write_tiny_prw,
+)
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("PS_FUZZ_EXAMPLES", 40)),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -327,3 +336,106 @@ def test_prw_random_query_lines(prw_tree, lines, line_ending, raw):
         with open(path, "wb") as f:
             f.write(line_ending.join(lines).encode() + (raw if len(lines) % 2 else b""))
         _run(lambda: load_prw(root, "test"), "query_info.txt")
+
+
+# --------------------------------------------------------------------------------------------
+# Person-search JSON
+# --------------------------------------------------------------------------------------------
+JSON_VALID = {
+    "info": {"format": "personsearch-json", "version": 1},
+    "categories": [{"id": 1, "name": "person"}],
+    "images": [
+        {"id": 1, "file_name": "a.jpg", "height": 60, "width": 80, "camera_id": 1},
+        {"id": "b", "file_name": "sub/b.jpg"},  # no size: read from the image header
+        {"id": 3, "file_name": "c.jpg", "height": 60, "width": 80},
+    ],
+    "annotations": [
+        {"id": 1, "image_id": 1, "bbox": [1, 2, 10, 20], "person_id": 4, "category_id": 1},
+        {"id": 2, "image_id": "b", "bbox": [70.5, 50, 30, 30], "person_id": -1},
+        {"id": 3, "image_id": 3, "bbox": [5, 5, 10, 20], "person_id": 4},
+    ],
+    "queries": [
+        {"image_id": 1, "bbox": [1, 2, 10, 20], "person_id": 4, "gallery_image_ids": ["b", 3]},
+    ],
+}
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(["a.jpg", "sub/b.jpg", "zz.jpg", "", "b", "../a.jpg", "person"])
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["id", "bbox", "image_id", "x"]), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@pytest.fixture(scope="module")
+def json_tree(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("fuzz") / "json")
+    for name, (h, w) in {"a.jpg": (60, 80), "sub/b.jpg": (64, 96), "c.jpg": (60, 80)}.items():
+        write_jpeg(os.path.join(root, "images", name), h, w)
+    with open(os.path.join(root, "set.json"), "w") as f:
+        json.dump(JSON_VALID, f)
+    return root
+
+
+def _json_paths(node, path=()):
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    out = []
+    for key, child in items:
+        out.append(path + (key,))
+        if isinstance(child, (dict, list)):
+            out.extend(_json_paths(child, path + (key,)))
+    return out
+
+
+@st.composite
+def _json_mutation(draw):
+    data = copy.deepcopy(JSON_VALID)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _json_paths(data)
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        kind = draw(st.sampled_from(["replace", "replace", "delete", "insert"]))
+        if kind == "replace":
+            parent[path[-1]] = draw(JSON_VALUES)
+        elif kind == "delete":
+            del parent[path[-1]]
+        elif isinstance(parent, list):
+            parent.insert(draw(st.integers(0, len(parent))), draw(JSON_VALUES))
+        else:
+            parent[draw(st.sampled_from(["height", "width", "queries", "camera_id"]))] = draw(
+                JSON_VALUES
+            )
+    return data
+
+
+def _json_load(root):
+    return lambda: load_person_search_json(
+        os.path.join(root, "set.json"), os.path.join(root, "images")
+    )
+
+
+@FUZZ
+@given(data=_json_mutation())
+def test_json_wrong_structure(json_tree, data):
+    with _copy(json_tree) as root:
+        with open(os.path.join(root, "set.json"), "w") as f:
+            json.dump(data, f)  # NaN / Infinity are written as JSON's non-standard literals
+        _run(_json_load(root), "set.json")
+
+
+@FUZZ
+@given(damage=_byte_damage())
+def test_json_damaged_bytes(json_tree, damage):
+    with _copy(json_tree) as root:
+        _damage_bytes(os.path.join(root, "set.json"), damage)
+        _run(_json_load(root), "set.json")

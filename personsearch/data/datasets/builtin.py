@@ -14,9 +14,10 @@ synthetic_test      first use, CUHK-SYSU format)                  cuhk_sysu
 The expected trees are in ``datasets/README.md``. Loading is lazy: nothing is read (or generated)
 until ``DatasetCatalog.get(name)``.
 """
+
 import os
 
-from .common import register_person_search_dataset
+from .common import SPLITS, register_person_search_dataset
 from .cuhk_sysu import load_cuhk_sysu, register_cuhk_sysu
 from .prw import register_prw
 from .synthetic import ensure_synthetic_dataset
@@ -32,7 +33,14 @@ def datasets_root() -> str:
 
 
 def register_synthetic(name: str, root: str, split: str) -> None:
-    """Register a split of the synthetic dataset, generated into ``root`` on first use."""
+    """Register a split of the synthetic dataset, generated into ``root`` on first use.
+
+    Raises:
+        ValueError: unknown split (checked now, not after generating the dataset), or ``name``
+            already registered.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown synthetic split {split!r}; valid splits are {list(SPLITS)}.")
 
     def load(root=root, split=split):
         return load_cuhk_sysu(ensure_synthetic_dataset(root), split)

@@ -271,7 +271,10 @@ def load_person_search_json(json_file: str, image_root: str) -> List[Dict]:
         image_index = _get_image_ref(json_file, where, entry, index_of)
         xywh = _get_xywh(json_file, where, entry)
         pid = _get_person_id(json_file, where, entry)
-        if category_entries and "category_id" in entry and entry["category_id"] not in category_ids:
+        category = entry.get("category_id")
+        # checked as an int first: an unhashable value must not crash the "in" test
+        listed = _is_int(category) and category in category_ids
+        if category_entries and "category_id" in entry and not listed:
             raise _error(
                 json_file,
                 where,

@@ -65,10 +65,10 @@ IMAGE_DIR = os.path.join("Image", "SSM")
 
 SYNTHETIC_DEFAULTS: Dict[str, object] = {
     "seed": 0,
-    "num_train_images": 240,
-    "num_test_images": 120,
-    "num_train_ids": 110,
-    "num_test_ids": 55,
+    "num_train_images": 300,
+    "num_test_images": 200,
+    "num_train_ids": 140,
+    "num_test_ids": 100,
     # appearances (images) per identity, inclusive range; test identities need >= 2
     "train_appearances": (4, 8),
     "test_appearances": (3, 6),
@@ -107,6 +107,10 @@ _MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: personsearch s
 # --------------------------------------------------------------------------------------------
 # Parameters
 # --------------------------------------------------------------------------------------------
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _normalize_params(params: Dict) -> Dict:
     """Merge with the defaults, validate, and return JSON-compatible values (tuples -> lists)."""
     unknown = sorted(set(params) - set(SYNTHETIC_DEFAULTS))
@@ -125,10 +129,12 @@ def _normalize_params(params: Dict) -> Dict:
             )
         out[key] = int(out[key])
     for key in _RANGE_KEYS:
-        lo, hi = out[key]
-        if not (0 <= lo <= hi):
+        value = out[key]
+        pair = isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+        if not pair or not (0 <= value[0] <= value[1]):
             raise ValueError(
-                f"synthetic parameter {key} must be a range (lo, hi), got {out[key]!r}"
+                f"synthetic parameter {key} must be a range (lo, hi) with 0 <= lo <= hi, "
+                f"got {value!r}"
             )
     if out["num_test_images"] < 3 or out["num_train_images"] < 1:
         raise ValueError("the synthetic dataset needs >= 1 train image and >= 3 test images")
@@ -136,6 +142,8 @@ def _normalize_params(params: Dict) -> Dict:
         raise ValueError("the synthetic dataset needs >= 1 train and >= 1 test identity")
     if out["person_height"][0] < 12 or out["image_height"][0] < 64 or out["image_width"][0] < 64:
         raise ValueError("synthetic images must be >= 64 px and people >= 12 px tall")
+    if not isinstance(out["gallery_sizes"], list) or not all(map(_is_number, out["gallery_sizes"])):
+        raise ValueError(f"gallery_sizes must be a list of sizes, got {out['gallery_sizes']!r}")
     sizes = sorted(set(int(n) for n in out["gallery_sizes"]))
     if not sizes or sizes[0] < 2:
         raise ValueError(f"gallery_sizes must hold sizes >= 2, got {out['gallery_sizes']!r}")
@@ -616,6 +624,11 @@ def ensure_synthetic_dataset(root: str, workers: int = 2, progress: bool = True,
         if _is_current(root, p):  # another process generated it while we waited
             logger.info("Synthetic person-search dataset at %s was generated meanwhile.", root)
             return root
+        if os.path.lexists(root) and not os.path.isdir(root):
+            raise FileExistsError(
+                f"{root!r} exists and is not a folder; the synthetic dataset needs a folder there "
+                f"(the file is left untouched)."
+            )
         if os.path.isdir(root) and os.listdir(root) and _read_info(root) is None:
             raise FileExistsError(
                 f"{root!r} exists and is not a synthetic dataset (no {INFO_FILE}); move it away or "

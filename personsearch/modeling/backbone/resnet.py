@@ -34,6 +34,7 @@ _NUM_BLOCKS = {
     152: [3, 8, 36, 3],
 }
 _BASIC_DEPTHS = (10, 18, 34)
+_OUT_FEATURES = ("stem", "res2", "res3", "res4", "res5")
 
 
 def resnet_stage_kwargs(cfg, stage: int) -> Dict:
@@ -96,10 +97,15 @@ def build_person_search_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
         W/16)}``). Parameter names match detectron2's ResNet, so model-zoo pickles load directly.
     """
     r = cfg.MODEL.RESNETS
+    unknown = [name for name in r.OUT_FEATURES if name not in _OUT_FEATURES]
+    if unknown or not r.OUT_FEATURES:
+        raise ValueError(
+            f"MODEL.RESNETS.OUT_FEATURES={list(r.OUT_FEATURES)}: use names among {_OUT_FEATURES}"
+        )
     stem = BasicStem(
         in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM
     )
-    last_stage = max(int(name[3:]) for name in r.OUT_FEATURES)
+    last_stage = max(_OUT_FEATURES.index(name) + 1 for name in r.OUT_FEATURES)
     stages: List[List[nn.Module]] = [
         ResNet.make_stage(**resnet_stage_kwargs(cfg, s)) for s in range(2, last_stage + 1)
     ]

@@ -50,7 +50,11 @@ class OIMLoss(nn.Module):
         """
         super().__init__()
         if num_pids <= 0:
-            raise ValueError(f"OIM needs at least one identity, got num_pids={num_pids}")
+            raise ValueError(
+                f"MODEL.OIM.NUM_PIDS must be >= 1 (OIM needs at least one identity), got {num_pids}"
+            )
+        if queue_size < 0:
+            raise ValueError(f"MODEL.OIM.CQ_SIZE must be >= 0, got {queue_size}")
         self.num_pids = num_pids
         self.queue_size = queue_size
         self.scalar = scalar

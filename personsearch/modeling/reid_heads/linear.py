@@ -31,6 +31,8 @@ class LinearEmbeddingHead(nn.Module):
             norm: "" (none), "BN" or "SyncBN" after the projection.
         """
         super().__init__()
+        if embed_dim < 1:
+            raise ValueError(f"MODEL.REID_HEAD.EMBED_DIM must be >= 1, got {embed_dim}")
         self.in_features = list(in_features)
         self.embed_dim = embed_dim
         self.proj = nn.Linear(in_channels, embed_dim)

@@ -23,4 +23,10 @@ def build_reid_head(cfg, input_channels: Dict[str, int]) -> nn.Module:
         cfg: the config.
         input_channels: channels of every pooled RoI feature the RoI head provides.
     """
-    return REID_HEAD_REGISTRY.get(cfg.MODEL.REID_HEAD.NAME)(cfg, input_channels)
+    name = cfg.MODEL.REID_HEAD.NAME
+    if name not in REID_HEAD_REGISTRY:
+        raise ValueError(
+            f"MODEL.REID_HEAD.NAME {name!r} is not a registered re-ID head; registered: "
+            f"{sorted(k for k, _ in REID_HEAD_REGISTRY)}"
+        )
+    return REID_HEAD_REGISTRY.get(name)(cfg, input_channels)

@@ -69,6 +69,11 @@ class PersonSearchROIHeads(ROIHeads):
                 f"person-search RoI heads pool from one feature map; got "
                 f"MODEL.ROI_HEADS.IN_FEATURES={in_features}"
             )
+        if in_features[0] not in input_shape:
+            raise ValueError(
+                f"MODEL.ROI_HEADS.IN_FEATURES={in_features}: the backbone outputs only "
+                f"{sorted(input_shape)} (MODEL.RESNETS.OUT_FEATURES)"
+            )
         shape = input_shape[in_features[0]]
         box_cfg = cfg.MODEL.ROI_BOX_HEAD
         feature_head = Res5FeatureHead(

@@ -1,0 +1,54 @@
+"""Helpers of the bad-input tests."""
+
+import functools
+import importlib.util
+import logging
+import os
+import re
+from typing import Iterable
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@functools.lru_cache(maxsize=None)
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_robustness_tool_{name}", os.path.join(REPO, "tools", name + ".py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def damage_file(path: str, keep_fraction: float = 0.5, replace_with: bytes = None) -> None:
+    """Truncate ``path`` to a fraction of its bytes, or overwrite it with ``replace_with``."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if replace_with is None:
+        replace_with = data[: int(len(data) * keep_fraction)]
+    with open(path, "wb") as f:
+        f.write(replace_with)
+
+
+def warnings_of(caplog) -> str:
+    """All WARNING+ messages captured by ``caplog``, one per line."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def error_line(stderr: str) -> str:
+    """The ``error: ...`` line that tools/evaluate_search.py prints (stderr may hold other
+    output, e.g. logging set up by an earlier test)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def assert_names(message: str, parts: Iterable[str]) -> None:
+    """Every part (plain text, not a regex) occurs in the message."""
+    missing = [p for p in parts if p not in message]
+    assert not missing, f"{missing} not in the message: {message}"
+
+
+def escaped(text: str) -> str:
+    return re.escape(text)
