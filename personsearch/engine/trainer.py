@@ -286,10 +286,11 @@ def load_training_records(dataset_names: List[str], num_pids: int) -> List[Dict]
         for d in dicts:
             for k, a in enumerate(d.get("annotations", [])):
                 if "person_id" not in a:
+                    image = d.get("image_id", d.get("file_name"))
                     raise KeyError(
-                        f"Training dataset {name!r}, image {d.get('image_id', d.get('file_name'))!r}"
-                        f", annotation {k} has no 'person_id': person-search datasets label every "
-                        "box with a person id (-1 for unlabeled people)"
+                        f"Training dataset {name!r}, image {image!r}, annotation {k} has no "
+                        "'person_id': person-search datasets label every box with a person id "
+                        "(-1 for unlabeled people)"
                     )
                 pids.append(a["person_id"])
         n = max([p for p in pids if p >= 0], default=-1) + 1

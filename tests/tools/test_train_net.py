@@ -46,7 +46,8 @@ def train_net_main(argv):
 
 
 def tiny_opts(names, out_dir, *extra):
-    return [str(v) if not isinstance(v, (list, tuple)) else str(tuple(v)) for v in TINY_MODEL_OPTS] + [
+    base = [str(tuple(v)) if isinstance(v, (list, tuple)) else str(v) for v in TINY_MODEL_OPTS]
+    return base + [
         "MODEL.OIM.NUM_PIDS", "4",
         "DATASETS.TRAIN", f"('{names['train']}',)",
         "DATASETS.TEST", f"('{names['test']}',)",
