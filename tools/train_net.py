@@ -10,6 +10,7 @@ Multi-machine: ``--num-machines N --machine-rank K --dist-url tcp://HOST:PORT`` 
 ``launch``; gloo is used on CPU, NCCL on GPU). Trailing ``KEY VALUE`` pairs override the config.
 """
 
+import torch
 import torch.distributed as dist
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
@@ -23,6 +24,11 @@ from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
 def setup(args):
     """Config from ``--config-file`` and trailing overrides, frozen; logging into OUTPUT_DIR."""
     cfg = get_person_search_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"{args.config_file} runs on MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not "
+            "available here; add 'MODEL.DEVICE cpu' to the command to run on the CPU."
+        )
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="personsearch")

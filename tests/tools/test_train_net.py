@@ -111,3 +111,13 @@ def test_eval_only_with_random_weights(tiny_synthetic, tmp_path):
         ["--config-file", cfg_file, "--eval-only", *tiny_opts(tiny_synthetic, tmp_path)]
     )
     check_metrics(res)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_config_without_cuda_says_how_to_use_the_cpu():
+    module = runpy.run_path(TRAIN_NET)
+    args = module["default_argument_parser"]().parse_args(
+        ["--config-file", os.path.join(CONFIGS, "OIM_R50.yaml")]
+    )
+    with pytest.raises(RuntimeError, match="add 'MODEL.DEVICE cpu'"):
+        module["setup"](args)
