@@ -25,12 +25,11 @@ import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 from matplotlib.figure import Figure
 
 import personsearch  # noqa: F401  (registers the built-in splits)
-from personsearch.data.datasets.json_format import register_person_search_json
 from personsearch.data.statistics import (
     HEIGHT_BIN_EDGES,
     HEIGHT_BIN_LABELS,
@@ -39,6 +38,11 @@ from personsearch.data.statistics import (
     collect_dataset_arrays,
     height_histogram,
     statistics_from_arrays,
+)
+from personsearch.utils.cli import (
+    add_register_json_argument,
+    register_json_datasets,
+    unregistered_datasets_message,
 )
 
 logger = logging.getLogger("personsearch.tools.analyze_dataset")
@@ -51,27 +55,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--dataset", nargs="+", required=True, help="registered split(s), e.g. prw_train prw_test"
     )
     parser.add_argument("--output", default="output/dataset_analysis", help="output folder")
-    parser.add_argument(
-        "--register-json",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a person-search JSON file under NAME first (repeatable)",
-    )
+    add_register_json_argument(parser)
     args = parser.parse_args(argv)
-    for name, json_file, image_root in args.register_json:
-        register_person_search_json(name, json_file, image_root)
-    registered = set(DatasetCatalog.list())
-    missing = [d for d in args.dataset if d not in registered]
-    if missing:
-        names = [
-            n for n in registered if MetadataCatalog.get(n).get("evaluator_type") == "person_search"
-        ]
-        parser.error(
-            f"dataset(s) {missing} not registered; registered person-search splits: "
-            f"{', '.join(sorted(names)) or 'none'}"
-        )
+    register_json_datasets(args.register_json)
+    message = unregistered_datasets_message(args.dataset)
+    if message:
+        parser.error(message)
     if len(set(args.dataset)) != len(args.dataset):
         parser.error("a dataset is named twice")
     return args

@@ -28,9 +28,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import personsearch  # noqa: F401  (registers the built-in splits)
-from personsearch.data.datasets.json_format import (
-    register_person_search_json,
-    save_person_search_json,
+from personsearch.data.datasets.json_format import save_person_search_json
+from personsearch.utils.cli import (
+    add_register_json_argument,
+    register_json_datasets,
+    unregistered_datasets_message,
 )
 
 logger = logging.getLogger("personsearch.tools.convert_to_json")
@@ -54,32 +56,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="store file names relative to this folder (default: the folder that the image ids "
         "are relative to, else the common folder of all images)",
     )
-    parser.add_argument(
-        "--register-json",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a person-search JSON file under NAME first (repeatable)",
-    )
+    add_register_json_argument(parser)
     args = parser.parse_args(argv)
-    for name, json_file, image_root in args.register_json:
-        register_person_search_json(name, json_file, image_root)
-    if args.dataset not in DatasetCatalog.list():
-        parser.error(
-            f"dataset {args.dataset!r} is not registered; registered person-search splits: "
-            f"{', '.join(person_search_datasets()) or 'none'}"
-        )
+    register_json_datasets(args.register_json)
+    message = unregistered_datasets_message([args.dataset])
+    if message:
+        parser.error(message)
     return args
-
-
-def person_search_datasets() -> List[str]:
-    """Names of the registered splits whose metadata says ``evaluator_type="person_search"``."""
-    return sorted(
-        name
-        for name in DatasetCatalog.list()
-        if MetadataCatalog.get(name).get("evaluator_type") == "person_search"
-    )
 
 
 def default_image_root(records: Sequence[Dict]) -> str:

@@ -11,6 +11,9 @@ Examples::
     python tools/evaluate_search.py --results R.pth --dataset cuhk_sysu_test --subset resolution
     # every available CUHK-SYSU gallery size, with a plot of mAP / top-1 vs gallery size
     python tools/evaluate_search.py --results R.pth --dataset cuhk_sysu_test --all --output out/
+    # your own data in the person-search JSON format
+    python tools/evaluate_search.py --results R.pth --dataset mine \\
+        --register-json mine my_test.json my_images/
     # PRW: cross-camera galleries, low-resolution queries
     python tools/evaluate_search.py --results R.pth --dataset prw_test --cross-camera
     python tools/evaluate_search.py --results R.pth --dataset prw_test --subset lowres
@@ -30,6 +33,8 @@ logger = logging.getLogger("personsearch.evaluate_search")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from personsearch.utils.cli import add_register_json_argument
+
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -55,22 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="CUHK-SYSU: score every available gallery size and plot mAP / top-1 against it",
     )
     p.add_argument("--output", default="", help="folder for metrics.json (and the --all plot)")
+    add_register_json_argument(p)  # to score results on your own data
     return p
 
 
-def _dataset(name: str):
+def _dataset(name: str, register_json: List[List[str]]):
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     import personsearch  # noqa: F401  (registers the built-in datasets)
+    from personsearch.utils.cli import register_json_datasets, unregistered_datasets_message
 
-    if name not in DatasetCatalog.list():
-        try:  # the built-in splits, in case the package import does not register them
-            import personsearch.data.datasets.builtin  # noqa: F401
-        except ImportError:
-            pass
-    if name not in DatasetCatalog.list():
-        names = [n for n in DatasetCatalog.list() if MetadataCatalog.get(n).get("protocol")]
-        raise ValueError(f"Dataset {name!r} is not registered; person-search splits: {names}.")
+    register_json_datasets(register_json)
+    message = unregistered_datasets_message([name])
+    if message:
+        raise ValueError(message)
     return DatasetCatalog.get(name), MetadataCatalog.get(name)
 
 
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> Dict:
     from personsearch.evaluation import load_results, score_results
 
     results = load_results(args.results)
-    records, metadata = _dataset(args.dataset)
+    records, metadata = _dataset(args.dataset, args.register_json)
     if results.get("dataset") and results["dataset"] != args.dataset:
         logger.warning(
             "%s was produced on %r; scoring it as %r.",

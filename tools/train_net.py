@@ -8,6 +8,10 @@
 
 Multi-machine: ``--num-machines N --machine-rank K --dist-url tcp://HOST:PORT`` (see detectron2's
 ``launch``; gloo is used on CPU, NCCL on GPU). Trailing ``KEY VALUE`` pairs override the config.
+
+Your own data: ``--register-json NAME JSON IMAGE_ROOT`` (repeatable) registers a person-search JSON
+split in every process before the config is read, so NAME can be used in ``DATASETS.TRAIN`` /
+``DATASETS.TEST`` (docs/DATASET_FORMAT.md).
 """
 
 import torch
@@ -19,6 +23,7 @@ from detectron2.utils.logger import setup_logger
 
 from personsearch import get_person_search_cfg  # importing personsearch registers everything
 from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
+from personsearch.utils.cli import add_register_json_argument, register_json_datasets
 
 
 def setup(args):
@@ -35,7 +40,16 @@ def setup(args):
     return cfg
 
 
+def build_parser():
+    """detectron2's standard flags plus ``--register-json``."""
+    parser = default_argument_parser()
+    add_register_json_argument(parser)
+    return parser
+
+
 def main(args):
+    # in every process: launch() runs main() in each worker
+    register_json_datasets(getattr(args, "register_json", []))
     cfg = setup(args)
     if args.eval_only:
         model = PersonSearchTrainer.build_model(cfg)
@@ -62,7 +76,7 @@ def leave_process_group():
 
 
 def invoke_main(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     print("Command Line Args:", args)
     return launch(
         main,

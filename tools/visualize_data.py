@@ -18,12 +18,16 @@ import random
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 import personsearch  # noqa: F401  (registers the built-in splits)
-from personsearch.data.datasets.json_format import register_person_search_json
+from personsearch.utils.cli import (
+    add_register_json_argument,
+    register_json_datasets,
+    unregistered_datasets_message,
+)
 from personsearch.utils.visualizer import (
     add_caption,
     draw_record,
@@ -49,29 +53,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output", default="output/visualize", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the image sample")
     parser.add_argument("--no-grid", action="store_true", help="write no grid picture")
-    parser.add_argument(
-        "--register-json",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a person-search JSON file under NAME first (repeatable)",
-    )
+    add_register_json_argument(parser)
     args = parser.parse_args(argv)
     if args.num_images < 1:
         parser.error("--num-images must be >= 1")
-    for name, json_file, image_root in args.register_json:
-        register_person_search_json(name, json_file, image_root)
-    if args.dataset not in DatasetCatalog.list():
-        names = [
-            n
-            for n in DatasetCatalog.list()
-            if MetadataCatalog.get(n).get("evaluator_type") == "person_search"
-        ]
-        parser.error(
-            f"dataset {args.dataset!r} is not registered; registered person-search splits: "
-            f"{', '.join(sorted(names)) or 'none'}"
-        )
+    register_json_datasets(args.register_json)
+    message = unregistered_datasets_message([args.dataset])
+    if message:
+        parser.error(message)
     return args
 
 

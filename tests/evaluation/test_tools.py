@@ -111,3 +111,37 @@ def test_benchmark_search_eval_small(capsys):
     )
     assert set(timings) >= {"search (all steps)", "search+cbgm (all steps)", "detection"}
     assert "metrics with CBGM" in capsys.readouterr().out
+
+
+def test_cli_rescoring_on_a_json_dataset_registered_from_the_command_line(
+    evaluate_search, tmp_path
+):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from personsearch.data.datasets.json_format import (
+        load_person_search_json,
+        save_person_search_json,
+    )
+
+    records, outputs = toy_split()
+    json_file = str(tmp_path / "mine.json")
+    save_person_search_json(records, json_file, image_root="/nonexistent")
+    # the results refer to the JSON split's own person ids (remapped to 0..K-1 on loading)
+    mine = load_person_search_json(json_file, "/nonexistent")
+    path = str(tmp_path / "search_results.pth")
+    save_results(path, toy_results(mine, outputs))
+    out = str(tmp_path / "m")
+    name = "ps_cli_json_mine"
+    try:
+        args = ["--results", path, "--dataset", name, "--output", out]
+        assert (
+            evaluate_search.main(args + ["--register-json", name, json_file, "/nonexistent"]) == 0
+        )
+    finally:
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+    # the same numbers as the hand-registered toy split under the every-other-image protocol
+    assert _metrics(out)["search"] == pytest.approx(
+        {"mAP": 37.5, "top1": 0.0, "top5": 100.0, "top10": 100.0}
+    )

@@ -41,7 +41,7 @@ def tiny_synthetic(tmp_path_factory):
 
 def train_net_main(argv):
     module = runpy.run_path(TRAIN_NET)  # the script, not a copy of its logic
-    parser = module["default_argument_parser"]()
+    parser = module["build_parser"]()
     return module["main"](parser.parse_args(argv))
 
 
@@ -116,8 +116,37 @@ def test_eval_only_with_random_weights(tiny_synthetic, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_config_without_cuda_says_how_to_use_the_cpu():
     module = runpy.run_path(TRAIN_NET)
-    args = module["default_argument_parser"]().parse_args(
+    args = module["build_parser"]().parse_args(
         ["--config-file", os.path.join(CONFIGS, "OIM_R50.yaml")]
     )
     with pytest.raises(RuntimeError, match="add 'MODEL.DEVICE cpu'"):
         module["setup"](args)
+
+
+def test_register_json_trains_and_evaluates_on_your_own_data(tiny_synthetic, tmp_path):
+    """``--register-json`` makes JSON splits usable in DATASETS.TRAIN/TEST without a launcher."""
+    from personsearch.data.datasets.json_format import save_person_search_json
+
+    names, flags = {}, []
+    for split in ("train", "test"):
+        records = DatasetCatalog.get(tiny_synthetic[split])
+        root = os.path.dirname(records[0]["file_name"])
+        json_file = str(tmp_path / f"{split}.json")
+        save_person_search_json(records, json_file, image_root=root)
+        names[split] = f"tiny_json_trainnet_{split}"
+        flags += ["--register-json", names[split], json_file, root]
+    cfg_file = os.path.join(CONFIGS, "Base-PersonSearch.yaml")
+    try:
+        train_net_main(
+            ["--config-file", cfg_file, *flags]
+            + tiny_opts(names, tmp_path, "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()")
+        )
+        rows = [json.loads(line) for line in open(tmp_path / "metrics.json")]
+        final = [r for r in rows if "search/mAP" in r][-1]
+        check_metrics({t: {m: final[f"{t}/{m}"] for m in M} for t, M in METRICS.items()})
+        assert (tmp_path / "inference" / names["test"] / "search_results.pth").exists()
+    finally:
+        for name in names.values():
+            if name in DatasetCatalog.list():
+                DatasetCatalog.remove(name)
+                MetadataCatalog.remove(name)
