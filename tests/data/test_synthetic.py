@@ -11,14 +11,16 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from personsearch.data.datasets import synthetic
 from personsearch.data.datasets.synthetic import (
     INFO_FILE,
     SYNTHETIC_DEFAULTS,
     ensure_synthetic_dataset,
     generate_synthetic_dataset,
 )
-from personsearch.data.datasets.synthetic_render import (
+from personsearch.data.datasets.synthetic.cache import is_current
+from personsearch.data.datasets.synthetic.layout import plan_layout
+from personsearch.data.datasets.synthetic.params import GENERATOR_VERSION, normalize_params
+from personsearch.data.datasets.synthetic.render import (
     NUM_ATTRIBUTES,
     is_distinct,
     sample_identities,
@@ -158,7 +160,7 @@ def test_tree_and_boxes(tiny):
         with open(rel, "rb") as fh:  # fixed header text instead of scipy's creation date
             assert fh.read(116).startswith(b"MATLAB 5.0 MAT-file, Platform: posix, Created by: ")
     info = json.load(open(os.path.join(root, INFO_FILE)))
-    assert info["version"] == synthetic.GENERATOR_VERSION
+    assert info["version"] == GENERATOR_VERSION
     assert info["params"]["num_train_ids"] == 4 and info["params"]["gallery_sizes"] == [4]
     assert info["statistics"]["images"] == 12
 
@@ -183,7 +185,7 @@ def test_identities_and_protocol(tiny):
     assert len(train_ids) == 4
 
     # ground truth: where each test identity appears (from the generator's plan)
-    plan = synthetic._plan(synthetic._normalize_params(TINY))
+    plan = plan_layout(normalize_params(TINY))
     name_of = {j: f"s{j + 1}.jpg" for j in range(12)}
     protocol = _protocol(root, f"{TEST_DIR}/TestG4.mat", "TestG4")
     assert len(protocol) == 3
@@ -214,13 +216,13 @@ def test_identities_and_protocol(tiny):
 
 
 def test_default_parameters_are_consistent():
-    p = synthetic._normalize_params({})
+    p = normalize_params({})
     assert p["gallery_sizes"] == [25, 50, 100]
     assert set(SYNTHETIC_DEFAULTS) == set(p)
     with pytest.raises(TypeError):
-        synthetic._normalize_params({"not_a_parameter": 1})
+        normalize_params({"not_a_parameter": 1})
     with pytest.raises(ValueError):
-        synthetic._normalize_params({"num_test_images": 20, "gallery_sizes": (25, 50)})
+        normalize_params({"num_test_images": 20, "gallery_sizes": (25, 50)})
 
 
 def test_identities_are_pairwise_distinct():
@@ -275,13 +277,13 @@ def test_ensure_concurrent_callers(tmp_path):
         t.join()
     assert not errors and results == [root] * 3
     assert sorted(os.listdir(tmp_path)) == [".synthetic.lock", "synthetic"]
-    assert synthetic._is_current(root, synthetic._normalize_params(TINY))
+    assert is_current(root, normalize_params(TINY))
 
 
 def test_loads_with_cuhk_sysu_loader(tiny):
     cuhk_sysu = pytest.importorskip("personsearch.data.datasets.cuhk_sysu")
     root = tiny["a"]
-    plan = synthetic._plan(synthetic._normalize_params(TINY))
+    plan = plan_layout(normalize_params(TINY))
     train = cuhk_sysu.load_cuhk_sysu(root, "train")
     test = cuhk_sysu.load_cuhk_sysu(root, "test")
     assert len(train) == 6 and len(test) == 6

@@ -1,4 +1,5 @@
 """Dataset loaders and registration; importing this module registers the built-in splits."""
+
 from . import builtin  # noqa: F401  (registers cuhk_sysu_*, prw_*, synthetic_*)
 from .cuhk_sysu import (
     available_gallery_sizes,

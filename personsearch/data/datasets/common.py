@@ -19,6 +19,7 @@ Every loader returns Detectron2 dataset dicts ("records") in one convention:
         "camera_id": 2,                   # PRW only
     }
 """
+
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -134,7 +135,9 @@ def read_image_size(path: str) -> Tuple[int, int]:
     return height, width
 
 
-def read_image_sizes(paths: Sequence[str], desc: str = "reading image sizes") -> List[Tuple[int, int]]:
+def read_image_sizes(
+    paths: Sequence[str], desc: str = "reading image sizes"
+) -> List[Tuple[int, int]]:
     """Read ``(height, width)`` of many images (headers only, threaded, with a progress bar)."""
     with ThreadPoolExecutor(max_workers=8) as pool:
         it = pool.map(read_image_size, paths)

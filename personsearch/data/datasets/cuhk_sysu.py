@@ -98,7 +98,8 @@ def _xywh(value, where: Where) -> Optional[np.ndarray]:
         return None
     if value.size != 4:
         raise DatasetFormatError(
-            f"{format_location(where)}: expected 4 numbers [x y w h], got an array of shape {value.shape}."
+            f"{format_location(where)}: expected 4 numbers [x y w h], got an array of shape "
+            f"{value.shape}."
         )
     box = value.astype(np.float64).reshape(4)
     if not np.all(np.isfinite(box)) or np.any(np.abs(box) > _INT32_LIMIT):

@@ -17,6 +17,7 @@ the original files (see ``datasets/README.md``)::
     annotation/test/subset/Resolution.mat  Test_Size: same layout as TestG{N} (low-resolution)
     annotation/test/subset/Occlusion.mat   Occlusion1: same layout (occluded queries)
 """
+
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -59,7 +60,12 @@ def write_images_mat(root: str, images: List[Tuple[str, List[BoxXYWH]]]) -> None
     for name, boxes in images:
         box = _struct(["idlocate", "ishard"], [(_box(b), np.zeros((1, 1))) for b in boxes])
         rows.append((_str(name), np.array([[float(len(boxes))]]), box))
-    _save(root, os.path.join("annotation", "Images.mat"), "Img", _struct(["imname", "nAppear", "box"], rows))
+    _save(
+        root,
+        os.path.join("annotation", "Images.mat"),
+        "Img",
+        _struct(["imname", "nAppear", "box"], rows),
+    )
 
 
 def write_pool_mat(root: str, test_images: Sequence[str]) -> None:
@@ -84,7 +90,8 @@ def write_train_mat(root: str, identities: List[Tuple[str, List[Tuple[str, BoxXY
             [(_str(im), _box(b), np.zeros((1, 1))) for im, b in scenes],
         )
         cell[i, 0] = _struct(
-            ["idname", "nAppear", "scene"], [(_str(idname), np.array([[float(len(scenes))]]), scene)]
+            ["idname", "nAppear", "scene"],
+            [(_str(idname), np.array([[float(len(scenes))]]), scene)],
         )
     _save(root, os.path.join(TEST_DIR, "Train.mat"), "Train", cell)
 

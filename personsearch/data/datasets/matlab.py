@@ -5,6 +5,7 @@ arrays as object arrays, with 1-element wrappers and 2-D shapes; these helpers a
 squeezed variants, and raise :class:`~personsearch.data.datasets.common.DatasetFormatError` with a
 location like ``.../Images.mat: Img[2] (s2.jpg).box[0].idlocate`` for anything else.
 """
+
 import os
 from typing import List, Sequence, Tuple, Union
 
@@ -101,7 +102,8 @@ def struct_elements(value, fields: Sequence[str], where: str) -> List[np.void]:
         if value.size == 0:
             return []
         raise DatasetFormatError(
-            f"{where}: expected a struct array with fields {list(fields)}, got {describe_value(value)}."
+            f"{where}: expected a struct array with fields {list(fields)}, got "
+            f"{describe_value(value)}."
         )
     missing = [f for f in fields if f not in value.dtype.names]
     if missing:
@@ -138,7 +140,9 @@ def mat_string(value, where: Where) -> str:
     if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
         value = str(value.reshape(-1)[0])
     if not isinstance(value, str):
-        raise DatasetFormatError(f"{format_location(where)}: expected a string, got {describe_value(value)}.")
+        raise DatasetFormatError(
+            f"{format_location(where)}: expected a string, got {describe_value(value)}."
+        )
     value = value.strip()
     if not value:
         raise DatasetFormatError(f"{format_location(where)}: empty string.")
@@ -155,4 +159,6 @@ def mat_cell_strings(value, where: str) -> List[str]:
             return [mat_string(v, f"{where}{{{i}}}") for i, v in enumerate(value.reshape(-1))]
         if value.size == 0:
             return []
-    raise DatasetFormatError(f"{where}: expected a cell array of strings, got {describe_value(value)}.")
+    raise DatasetFormatError(
+        f"{where}: expected a cell array of strings, got {describe_value(value)}."
+    )
