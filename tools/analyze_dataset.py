@@ -25,11 +25,12 @@ import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 from matplotlib.figure import Figure
 
 import personsearch  # noqa: F401  (registers the built-in splits)
+from personsearch.data.datasets.cuhk_sysu import available_gallery_sizes
 from personsearch.data.statistics import (
     HEIGHT_BIN_EDGES,
     HEIGHT_BIN_LABELS,
@@ -111,6 +112,7 @@ def statistics_table(stats: Dict[str, Dict]) -> str:
         ("queries", lambda s: _fmt(s["num_queries"])),
         ("images with queries", lambda s: _fmt(s["num_images_with_queries"])),
         ("query identities", lambda s: _fmt(s["num_query_identities"])),
+        ("evaluation protocol", lambda s: s.get("protocol", "-")),
         ("per-query gallery size (min/mean/max)", lambda s: _mmm(s["gallery_size"])),
         ("image height (min/mean/max)", lambda s: _mmm(s["image_height"], 1)),
         ("image width (min/mean/max)", lambda s: _mmm(s["image_width"], 1)),
@@ -243,6 +245,22 @@ def plot_appearances_per_identity(arrays: Dict[str, DatasetArrays], path: str) -
     )
 
 
+def protocol_description(name: str, stats: Dict) -> str:
+    """How the split's queries are evaluated, from its metadata (``-`` without queries)."""
+    if not stats["num_queries"]:
+        return "-"
+    meta = MetadataCatalog.get(name)
+    protocol = meta.get("protocol", "")
+    if protocol == "cuhk_sysu":
+        sizes = available_gallery_sizes(meta.get("root", ""))
+        return "cuhk_sysu: " + (", ".join(f"TestG{n}" for n in sizes) or "no TestG files")
+    if protocol == "prw":
+        return "prw: every other test frame"
+    if stats["gallery_size"] is not None:
+        return f"{protocol or 'json'}: per-query gallery lists"
+    return f"{protocol or 'json'}: every other image"
+
+
 def analyze(names: Sequence[str], output: str) -> Tuple[Dict[str, Dict], List[str]]:
     """Compute, print nothing, write everything: returns (statistics per split, written paths)."""
     arrays = {
@@ -250,6 +268,8 @@ def analyze(names: Sequence[str], output: str) -> Tuple[Dict[str, Dict], List[st
         for name in names
     }
     stats = {name: statistics_from_arrays(a) for name, a in arrays.items()}
+    for name, split_stats in stats.items():
+        split_stats["protocol"] = protocol_description(name, split_stats)
     os.makedirs(output, exist_ok=True)
     paths = []
     path = os.path.join(output, "statistics.json")

@@ -391,6 +391,8 @@ def test_analyze(tools, tiny, tmp_path, capsys):
     assert "| identities | 3 | 2 |" in printed
     assert "| box height [0,60) | 2 (28.6%) | 1 (25.0%) |" in printed
     assert "| appearances / identity (min/mean/max) | 1 / 1.67 / 2 | 1 / 1.50 / 2 |" in printed
+    # one of the two queries gives its own gallery list
+    assert "| evaluation protocol | - | json: per-query gallery lists |" in printed
     with open(os.path.join(out, "statistics.json")) as f:
         saved = json.load(f)
     assert list(saved) == [train, test]
@@ -401,3 +403,24 @@ def test_analyze(tools, tiny, tmp_path, capsys):
         path = os.path.join(out, name + ".png")
         assert path in printed and cv2.imread(path) is not None
     assert open(os.path.join(out, "statistics.md")).read().startswith("| statistic |")
+
+
+def test_analyze_names_the_benchmark_protocols(tools, tmp_path):
+    from personsearch.data.datasets.cuhk_sysu import register_cuhk_sysu
+    from personsearch.data.datasets.prw import register_prw
+    from tests.data.fixtures import write_tiny_cuhk_sysu, write_tiny_prw
+
+    cuhk = write_tiny_cuhk_sysu(str(tmp_path / "CUHK-SYSU"), gallery_sizes=(50,))["root"]
+    prw = write_tiny_prw(str(tmp_path / "PRW"))["root"]
+    names = {"cuhk": f"tiny_cuhk_protocol_{uuid.uuid4().hex[:8]}",
+             "prw": f"tiny_prw_protocol_{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    register_cuhk_sysu(names["cuhk"], cuhk, "test")
+    register_prw(names["prw"], prw, "test")
+    try:
+        stats, _ = tools.analyze.analyze(list(names.values()), str(tmp_path / "out"))
+        assert stats[names["cuhk"]]["protocol"] == "cuhk_sysu: TestG50"
+        assert stats[names["prw"]]["protocol"] == "prw: every other test frame"
+    finally:
+        for name in names.values():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
