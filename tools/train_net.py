@@ -49,7 +49,7 @@ def build_parser():
 
 def main(args):
     # in every process: launch() runs main() in each worker
-    register_json_datasets(getattr(args, "register_json", []))
+    register_json_datasets(args.register_json)
     cfg = setup(args)
     if args.eval_only:
         model = PersonSearchTrainer.build_model(cfg)

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def read_info(root: str) -> Optional[Dict]:
+    """The contents of ``root/synthetic_info.json``, or None when it is missing or unreadable."""
     try:
         with open(os.path.join(root, INFO_FILE)) as fh:
             return json.load(fh)
@@ -35,6 +36,7 @@ def read_info(root: str) -> Optional[Dict]:
 
 
 def is_current(root: str, params: Dict) -> bool:
+    """Whether ``root`` holds a complete set made by this generator version with ``params``."""
     info = read_info(root)
     return bool(
         info

@@ -32,6 +32,7 @@ from personsearch.data.datasets.synthetic.render.worker import RenderResult, ren
 
 
 def image_name(index: int) -> str:
+    """File name of image ``index`` (0-based), CUHK-SYSU style: ``s1.jpg``, ``s2.jpg``, ..."""
     return f"s{index + 1}.jpg"
 
 
