@@ -1,6 +1,9 @@
 """Helpers shared by the tests: tiny configs, random model inputs, multi-process runs."""
 
 import os
+import tempfile
+import uuid
+from datetime import timedelta
 from typing import Callable, Sequence
 
 import torch
@@ -63,8 +66,26 @@ def run_distributed(fn: Callable, world_size: int, *args) -> None:
     ``detectron2.utils.comm.get_rank()``. Results must be passed back through files.
     """
     launch(
-        _finishing, world_size, num_machines=1, machine_rank=0, dist_url="auto", args=(fn,) + args
+        _finishing,
+        world_size,
+        num_machines=1,
+        machine_rank=0,
+        dist_url=local_dist_url(),
+        args=(fn,) + args,
+        timeout=DIST_TIMEOUT,
     )
+
+
+# A test whose processes wait longer than this for each other fails instead of hanging CI for
+# the 30 minutes of detectron2's default.
+DIST_TIMEOUT = timedelta(minutes=3)
+
+
+def local_dist_url() -> str:
+    """A ``file://`` rendezvous unique to one run. With ``--dist-url auto`` every run picks a free
+    port, closes it and binds it again later; two test suites running side by side on one machine
+    can pick the same port in between and join each other's process groups (seen as a hang)."""
+    return "file://" + os.path.join(tempfile.gettempdir(), f"personsearch-dist-{uuid.uuid4().hex}")
 
 
 def _finishing(fn: Callable, *args) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 
 from personsearch.engine.hooks import check_oim_memories_in_sync, oim_memory_checksums
 from personsearch.modeling.losses.oim import OIMLoss
-from tests.common import cpu_threads, run_distributed
+from tests.common import cpu_threads, local_dist_url, run_distributed
 from tests.engine.runs import (
     assert_same,
     driver_env,
@@ -33,9 +33,13 @@ OIM_BUFFERS = (
     "roi_heads.reid_loss.queue_head",
 )
 MAX_ITER = 4
-# a free port for every run (train_net's default port is fixed per user, and a run right after
-# another, or beside someone else's, could find it taken)
-TWO_PROCESSES = ["--num-gpus", "2", "--dist-url", "auto"]
+
+
+def two_processes():
+    """train_net flags for 2 processes with a rendezvous of their own (see local_dist_url)."""
+    return ["--num-gpus", "2", "--dist-url", local_dist_url()]
+
+
 # keep low-scoring detections so that the compared metrics are not all zero
 EVAL_OPTS = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.SEARCH.DET_THRESH", 0.0]
 TRAIN_OPTS = ["SOLVER.IMS_PER_BATCH", 4, "SOLVER.MAX_ITER", MAX_ITER, "SEED", 5,
@@ -54,7 +58,7 @@ def two_process_run(data_root, tmp_path_factory):
     then evaluate (TEST.EVAL_PERIOD = MAX_ITER). Returns the run's folder."""
     run = tmp_path_factory.mktemp("two_process_run")
     (run / "dump").mkdir()
-    args = train_net_args(str(run / "train"), TRAIN_OPTS, flags=TWO_PROCESSES)
+    args = train_net_args(str(run / "train"), TRAIN_OPTS, flags=two_processes())
     env = driver_env(data_root, PS_TEST_DUMP_DIR=str(run / "dump"))
     code, log = run_train_net(args, env, str(run / "log.txt"))
     assert code == 0, log[-4000:]
@@ -87,7 +91,7 @@ def test_two_process_evaluation_equals_single_process(two_process_run, data_root
         out = two_process_run / f"eval{procs}"
         args = train_net_args(
             str(out), ["MODEL.WEIGHTS", weights] + EVAL_OPTS,
-            flags=["--eval-only", "--num-gpus", str(procs), "--dist-url", "auto"],
+            flags=["--eval-only", "--num-gpus", str(procs), "--dist-url", local_dist_url()],
         )  # fmt: skip
         env = driver_env(data_root, PS_TEST_RESULTS=str(out / "results.pth"))
         code, log = run_train_net(args, env, str(two_process_run / f"eval{procs}.log"))
@@ -118,7 +122,7 @@ def test_two_process_resume_matches_the_uninterrupted_run(two_process_run, data_
     (out / "last_checkpoint").write_text("model_0000001.pth")
     (out / "dump").mkdir()
     opts = TRAIN_OPTS + ["DATASETS.TEST", "()"]
-    args = train_net_args(str(out), opts, flags=TWO_PROCESSES + ["--resume"])
+    args = train_net_args(str(out), opts, flags=two_processes() + ["--resume"])
     env = driver_env(data_root, PS_TEST_DUMP_DIR=str(out / "dump"))
     code, log = run_train_net(args, env, str(two_process_run / "resumed.log"))
     assert code == 0, log[-4000:]

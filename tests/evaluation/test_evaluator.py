@@ -14,6 +14,7 @@ from personsearch.evaluation import (
     load_results,
     score_results,
 )
+from tests.common import DIST_TIMEOUT, local_dist_url
 
 from .test_scoring import DET_AP
 from .toy import register, toy_model_io, toy_split
@@ -118,7 +119,13 @@ def _distributed_worker(out_dir):
 def test_distributed_gather_equals_single_process(tmp_path):
     from detectron2.engine import launch
 
-    launch(_distributed_worker, 2, dist_url="auto", args=(str(tmp_path),))
+    launch(
+        _distributed_worker,
+        2,
+        dist_url=local_dist_url(),
+        args=(str(tmp_path),),
+        timeout=DIST_TIMEOUT,
+    )
     with open(tmp_path / "rank0.json") as f:
         rank0 = json.load(f)
     with open(tmp_path / "rank1.json") as f:
