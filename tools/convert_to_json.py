@@ -28,7 +28,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import personsearch  # noqa: F401  (registers the built-in splits)
-from personsearch.data.datasets.json_format import save_person_search_json
+from personsearch.data.datasets.json_writer import save_person_search_json
 from personsearch.utils.cli import (
     add_register_json_argument,
     register_json_datasets,

@@ -18,8 +18,8 @@ from personsearch.data.datasets.common import DatasetFormatError
 from personsearch.data.datasets.json_format import (
     load_person_search_json,
     register_person_search_json,
-    save_person_search_json,
 )
+from personsearch.data.datasets.json_writer import save_person_search_json
 
 # (file_name, height, width); the second image's size is left out of the JSON on purpose
 IMAGES = [("cam1/a.jpg", 48, 64), ("cam2/b.jpg", 60, 80), ("cam1/c.jpg", 48, 64)]

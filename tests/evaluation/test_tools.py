@@ -118,10 +118,8 @@ def test_cli_rescoring_on_a_json_dataset_registered_from_the_command_line(
 ):
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from personsearch.data.datasets.json_format import (
-        load_person_search_json,
-        save_person_search_json,
-    )
+    from personsearch.data.datasets.json_format import load_person_search_json
+    from personsearch.data.datasets.json_writer import save_person_search_json
 
     records, outputs = toy_split()
     json_file = str(tmp_path / "mine.json")

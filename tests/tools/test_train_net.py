@@ -125,7 +125,7 @@ def test_cuda_config_without_cuda_says_how_to_use_the_cpu():
 
 def test_register_json_trains_and_evaluates_on_your_own_data(tiny_synthetic, tmp_path):
     """``--register-json`` makes JSON splits usable in DATASETS.TRAIN/TEST without a launcher."""
-    from personsearch.data.datasets.json_format import save_person_search_json
+    from personsearch.data.datasets.json_writer import save_person_search_json
 
     names, flags = {}, []
     for split in ("train", "test"):

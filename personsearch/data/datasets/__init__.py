@@ -7,10 +7,7 @@ from .cuhk_sysu import (
     load_cuhk_sysu_protocol,
     register_cuhk_sysu,
 )
-from .json_format import (
-    load_person_search_json,
-    register_person_search_json,
-    save_person_search_json,
-)
+from .json_format import load_person_search_json, register_person_search_json
+from .json_writer import save_person_search_json
 from .prw import load_prw, register_prw
 from .synthetic import SYNTHETIC_DEFAULTS, ensure_synthetic_dataset, generate_synthetic_dataset
