@@ -103,3 +103,22 @@ def _finishing(fn: Callable, *args) -> None:
 def cpu_threads(n: int = 1):
     """Use ``n`` intra-op threads (worker processes of multi-process tests share 2 cores)."""
     torch.set_num_threads(n)
+
+
+def tiny_opts(names, out_dir, *extra) -> list:
+    """Command-line config overrides: the tiny model trained for 4 iterations on the splits
+    ``names["train"]`` / ``names["test"]`` (the tiny synthetic set of the tool tests)."""
+    base = [str(tuple(v)) if isinstance(v, (list, tuple)) else str(v) for v in TINY_MODEL_OPTS]
+    return base + [
+        "MODEL.OIM.NUM_PIDS", "4",
+        "DATASETS.TRAIN", f"('{names['train']}',)",
+        "DATASETS.TEST", f"('{names['test']}',)",
+        "TEST.SEARCH.GALLERY_SIZE", "4",
+        "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.MAX_ITER", "4",
+        "SOLVER.WARMUP_ITERS", "1",
+        "SOLVER.STEPS", "(3,)",
+        "SOLVER.CHECKPOINT_PERIOD", "2",
+        "OUTPUT_DIR", str(out_dir),
+        *extra,
+    ]  # fmt: skip

@@ -2,11 +2,21 @@
 """personsearch benchmarks, one subcommand each.
 
     python tools/benchmark.py search-eval [--protocol json|prw] [--num-images 6978] ...
+    python tools/benchmark.py train --config-file configs/synthetic/OIM_R10.yaml [KEY VALUE ...]
+    python tools/benchmark.py inference --config-file configs/synthetic/OIM_R10.yaml [KEY VALUE ...]
 
 Subcommands:
     search-eval   time the search/detection protocol scoring on a synthetic results set of full
                   CUHK-SYSU size (6978 images, 2900 queries x 100 gallery images, ~10 detections
                   per image, D=256), with and without CBGM.
+    train         seconds per training iteration (forward, backward, optimizer step) of a config's
+                  model on a few cached batches of its training set, and peak memory.
+    inference     seconds per test image (detections + embeddings, and the query embeddings) of a
+                  config's model on its first test split, and peak memory.
+
+The model benchmarks exclude data loading (detectron2's ``data_time`` shows it during training).
+On a GPU they synchronise CUDA around every timed step; memory is the peak allocated by torch on the
+GPU, or the peak resident set size of the process on the CPU.
 
 Adding a subcommand: write ``add_<name>_arguments(parser)`` and ``run_<name>(args)`` and list them
 in ``SUBCOMMANDS``.
@@ -14,9 +24,11 @@ in ``SUBCOMMANDS``.
 
 import argparse
 import json
+import resource
+import statistics
 import sys
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -157,6 +169,11 @@ def synthetic_search_set(
     return results, records, {"protocol": protocol}
 
 
+def _args_dict(args: argparse.Namespace) -> Dict:
+    """The command-line arguments, JSON-serialisable (without the subcommand's function)."""
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
 def _time(fn: Callable, repeat: int) -> Tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -218,8 +235,138 @@ def run_search_eval(args: argparse.Namespace) -> Dict[str, float]:
     print("detection:           ", json.dumps({"AP": 100 * det.ap, "recall": 100 * det.recall}))
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"args": vars(args), "timings_s": timings}, f, indent=2)
+            json.dump({"args": _args_dict(args), "timings_s": timings}, f, indent=2)
     return timings
+
+
+# ------------------------------------------------------------------------------------------------
+# train / inference: the model of a config
+# ------------------------------------------------------------------------------------------------
+def add_model_arguments(parser: argparse.ArgumentParser, train: bool) -> None:
+    parser.add_argument("--config-file", required=True, help="a personsearch config")
+    if train:
+        parser.add_argument("--iters", type=int, default=50, help="timed iterations")
+        parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
+        parser.add_argument(
+            "--batches", type=int, default=4, help="training batches loaded once and cycled"
+        )
+    else:
+        parser.add_argument("--images", type=int, default=50, help="timed test images")
+        parser.add_argument("--warmup", type=int, default=3, help="untimed images first")
+    parser.add_argument("--json", dest="json_out", default="", help="also write the numbers here")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def _model_setup(args: argparse.Namespace):
+    import torch
+
+    from personsearch import get_person_search_cfg
+    from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
+
+    cfg = get_person_search_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"{args.config_file}: MODEL.DEVICE is cuda but CUDA is not available; "
+                         "add 'MODEL.DEVICE cpu'.")  # fmt: skip
+    cfg.freeze()
+    model = PersonSearchTrainer.build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        PersonSearchCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    cuda = cfg.MODEL.DEVICE.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    return cfg, model, PersonSearchTrainer, cuda
+
+
+def _timed(step: Callable, count: int, warmup: int, cuda: bool, desc: str) -> List[float]:
+    """Run ``step(i)`` ``warmup + count`` times; the seconds of the last ``count``."""
+    import torch
+    from tqdm import tqdm
+
+    seconds = []
+    for i in tqdm(range(warmup + count), desc=desc):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step(i)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
+def _report(name: str, unit: str, seconds: List[float], cuda: bool, args, extra: Dict) -> Dict:
+    import torch
+
+    if cuda:
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        memory = "peak GPU memory allocated"
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        memory = "peak resident memory of the process"
+    out = {
+        f"seconds_per_{unit}_mean": statistics.fmean(seconds),
+        f"seconds_per_{unit}_median": statistics.median(seconds),
+        "timed": len(seconds),
+        "peak_memory_mb": peak_mb,
+        **extra,
+    }
+    print(f"{name}: {args.config_file} {' '.join(map(str, args.opts))}".rstrip())
+    print(f"  {out[f'seconds_per_{unit}_median']:.4f} s/{unit} median, "
+          f"{out[f'seconds_per_{unit}_mean']:.4f} s/{unit} mean over {len(seconds)}")  # fmt: skip
+    print(f"  {memory}: {peak_mb:.0f} MiB")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), **out}, f, indent=2)
+    return out
+
+
+def run_train(args: argparse.Namespace) -> Dict:
+    import torch
+    from detectron2.utils.events import EventStorage
+
+    cfg, model, trainer_cls, cuda = _model_setup(args)
+    model.train()
+    optimizer = trainer_cls.build_optimizer(cfg, model)
+    loader = iter(trainer_cls.build_train_loader(cfg))
+    batches = [next(loader) for _ in range(max(1, args.batches))]
+
+    def step(i):
+        losses = model(batches[i % len(batches)])
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"benchmark train: non-finite loss at step {i}: {losses}")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    with EventStorage(0):
+        seconds = _timed(step, args.iters, args.warmup, cuda, "train steps")
+    return _report(
+        "train", "iter", seconds, cuda, args, {"images_per_iter": cfg.SOLVER.IMS_PER_BATCH}
+    )
+
+
+def run_inference(args: argparse.Namespace) -> Dict:
+    import itertools
+
+    import torch
+
+    cfg, model, trainer_cls, cuda = _model_setup(args)
+    if not cfg.DATASETS.TEST:
+        raise SystemExit("benchmark inference: the config has no DATASETS.TEST split.")
+    model.eval()
+    loader = trainer_cls.build_test_loader(cfg, cfg.DATASETS.TEST[0])
+    inputs = list(itertools.islice(loader, args.warmup + args.images))
+    if len(inputs) < args.warmup + 1:
+        raise SystemExit(f"benchmark inference: {cfg.DATASETS.TEST[0]} has too few images.")
+
+    def step(i):
+        with torch.no_grad():
+            model(inputs[i])
+
+    seconds = _timed(step, len(inputs) - args.warmup, args.warmup, cuda, "test images")
+    return _report("inference", "image", seconds, cuda, args, {"dataset": cfg.DATASETS.TEST[0]})
 
 
 # name -> (help, add_arguments, run)
@@ -228,6 +375,16 @@ SUBCOMMANDS = {
         "time the search protocol scoring on a synthetic full-size results set",
         add_search_eval_arguments,
         run_search_eval,
+    ),
+    "train": (
+        "seconds per training iteration and peak memory of a config's model",
+        lambda p: add_model_arguments(p, train=True),
+        run_train,
+    ),
+    "inference": (
+        "seconds per test image and peak memory of a config's model",
+        lambda p: add_model_arguments(p, train=False),
+        run_inference,
     ),
 }
 

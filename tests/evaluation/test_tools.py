@@ -102,15 +102,19 @@ def test_cli_all_gallery_sizes(evaluate_search, tmp_path, capsys):
     assert "gallery" in capsys.readouterr().out
 
 
-def test_benchmark_search_eval_small(capsys):
+def test_benchmark_search_eval_small(capsys, tmp_path):
     bench = _tool("benchmark")
-    timings = bench.run_search_eval(
-        bench.build_parser().parse_args(
-            ["search-eval", "--num-images", "40", "--num-queries", "10", "--gallery-size", "8"]
-        )
-    )
+    out = str(tmp_path / "timings.json")
+    args = bench.build_parser().parse_args(
+        ["search-eval", "--num-images", "40", "--num-queries", "10", "--gallery-size", "8",
+         "--json", out]
+    )  # fmt: skip
+    timings = args.func(args)
     assert set(timings) >= {"search (all steps)", "search+cbgm (all steps)", "detection"}
     assert "metrics with CBGM" in capsys.readouterr().out
+    with open(out) as f:
+        saved = json.load(f)
+    assert saved["timings_s"] == pytest.approx(timings) and saved["args"]["num_queries"] == 10
 
 
 def test_cli_rescoring_on_a_json_dataset_registered_from_the_command_line(

@@ -8,58 +8,15 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from personsearch.data.datasets.cuhk_sysu import register_cuhk_sysu
-from personsearch.data.datasets.synthetic import generate_synthetic_dataset
-from tests.common import CONFIGS, REPO, TINY_MODEL_OPTS
+from tests.common import CONFIGS, REPO, tiny_opts
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
-
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    generate_synthetic_dataset(
-        root,
-        num_train_images=6,
-        num_test_images=6,
-        num_train_ids=4,
-        num_test_ids=3,
-        gallery_sizes=(4,),
-        workers=1,
-        progress=False,
-    )
-    names = {}
-    for split in ("train", "test"):
-        name = f"tiny_synthetic_trainnet_{split}"
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
-        register_cuhk_sysu(name, root, split)
-        names[split] = name
-    return names
 
 
 def train_net_main(argv):
     module = runpy.run_path(TRAIN_NET)  # the script, not a copy of its logic
     parser = module["build_parser"]()
     return module["main"](parser.parse_args(argv))
-
-
-def tiny_opts(names, out_dir, *extra):
-    base = [str(tuple(v)) if isinstance(v, (list, tuple)) else str(v) for v in TINY_MODEL_OPTS]
-    return base + [
-        "MODEL.OIM.NUM_PIDS", "4",
-        "DATASETS.TRAIN", f"('{names['train']}',)",
-        "DATASETS.TEST", f"('{names['test']}',)",
-        "TEST.SEARCH.GALLERY_SIZE", "4",
-        "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.MAX_ITER", "4",
-        "SOLVER.WARMUP_ITERS", "1",
-        "SOLVER.STEPS", "(3,)",
-        "SOLVER.CHECKPOINT_PERIOD", "2",
-        "OUTPUT_DIR", str(out_dir),
-        *extra,
-    ]  # fmt: skip
 
 
 METRICS = {"search": ("mAP", "top1", "top5", "top10"), "detection": ("AP", "recall")}
