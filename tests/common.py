@@ -1,6 +1,10 @@
 """Helpers shared by the tests: tiny configs, random model inputs, multi-process runs."""
 
+import contextlib
+import functools
+import importlib.util
 import os
+import signal
 import tempfile
 import uuid
 from datetime import timedelta
@@ -122,3 +126,30 @@ def tiny_opts(names, out_dir, *extra) -> list:
         "OUTPUT_DIR", str(out_dir),
         *extra,
     ]  # fmt: skip
+
+
+@functools.lru_cache(maxsize=None)
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_personsearch_tool_{name}", os.path.join(REPO, "tools", name + ".py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str = "the call"):
+    """Raise ``TimeoutError`` in the main thread if the block runs longer than ``seconds``."""
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"{what} did not finish within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

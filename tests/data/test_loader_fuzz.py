@@ -13,7 +13,6 @@ import copy
 import json
 import os
 import shutil
-import signal
 import tempfile
 
 import numpy as np
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 from personsearch.data.datasets.cuhk_sysu import load_cuhk_sysu, load_cuhk_sysu_protocol
 from personsearch.data.datasets.json_format import load_person_search_json
 from personsearch.data.datasets.prw import load_prw
+from tests.common import time_limit
 from tests.data.fixtures import (
     PRW_QUERY_LINES,
     write_jpeg,
@@ -74,20 +74,6 @@ def _copy(tree):
         yield root
 
 
-@contextlib.contextmanager
-def _time_limit(seconds):
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"loader did not finish within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def _check_records(records):
     """Invariants of successfully loaded records."""
     ids = set()
@@ -102,7 +88,7 @@ def _check_records(records):
 
 def _run(load, file_name):
     """Run a loader; a failure must be an allowed type naming ``file_name`` (or an image)."""
-    with _time_limit(TIME_LIMIT_S):
+    with time_limit(TIME_LIMIT_S, "the loader"):
         try:
             records = load()
         except (FileNotFoundError, ValueError) as e:  # DatasetFormatError is a ValueError

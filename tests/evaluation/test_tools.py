@@ -1,30 +1,19 @@
 """tools/evaluate_search.py and tools/benchmark.py search-eval, run in-process."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
 from personsearch.evaluation import save_results
+from tests.common import load_tool
 
 from .toy import register, toy_results, toy_split
-
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "..", "tools")
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f"_tool_{name}", os.path.join(TOOLS, name + ".py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def evaluate_search():
-    return _tool("evaluate_search")
+    return load_tool("evaluate_search")
 
 
 @pytest.fixture
@@ -103,7 +92,7 @@ def test_cli_all_gallery_sizes(evaluate_search, tmp_path, capsys):
 
 
 def test_benchmark_search_eval_small(capsys, tmp_path):
-    bench = _tool("benchmark")
+    bench = load_tool("benchmark")
     out = str(tmp_path / "timings.json")
     args = bench.build_parser().parse_args(
         ["search-eval", "--num-images", "40", "--num-queries", "10", "--gallery-size", "8",

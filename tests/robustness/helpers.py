@@ -1,24 +1,8 @@
 """Helpers of the bad-input tests."""
 
-import functools
-import importlib.util
 import logging
-import os
 import re
 from typing import Iterable
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@functools.lru_cache(maxsize=None)
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"_robustness_tool_{name}", os.path.join(REPO, "tools", name + ".py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def damage_file(path: str, keep_fraction: float = 0.5, replace_with: bytes = None) -> None:

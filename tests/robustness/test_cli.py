@@ -9,10 +9,11 @@ import torch
 
 from personsearch.data.datasets.cuhk_sysu_writer import write_test_protocol_mat
 from personsearch.evaluation import save_results
+from tests.common import load_tool
 from tests.data.fixtures import write_jpeg, write_tiny_cuhk_sysu
 from tests.evaluation.toy import toy_results, toy_split
 
-from .helpers import assert_names, damage_file, error_line, load_tool, warnings_of
+from .helpers import assert_names, damage_file, error_line, warnings_of
 
 
 # --------------------------------------------------------------------------------------------

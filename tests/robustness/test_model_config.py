@@ -10,10 +10,10 @@ from detectron2.modeling import build_model
 from personsearch import get_person_search_cfg
 from personsearch.engine import PersonSearchCheckpointer
 from personsearch.engine.trainer import PersonSearchTrainer, load_training_records
-from tests.common import CONFIGS, TINY_MODEL_OPTS, tiny_cfg
+from tests.common import CONFIGS, TINY_MODEL_OPTS, load_tool, tiny_cfg
 from tests.evaluation.toy import A, B, record
 
-from .helpers import assert_names, load_tool
+from .helpers import assert_names
 
 BASE = os.path.join(CONFIGS, "Base-PersonSearch.yaml")
 

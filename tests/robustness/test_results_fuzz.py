@@ -8,10 +8,8 @@ file; ``validate_results`` raises only ``ValueError`` starting with ``results:``
 passes validation scores without any exception; nothing hangs.
 """
 
-import contextlib
 import copy
 import os
-import signal
 import tempfile
 
 import pytest
@@ -20,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from personsearch.evaluation import load_results, save_results, score_results, validate_results
+from tests.common import time_limit
 from tests.evaluation.toy import toy_results, toy_split
 
 FUZZ = settings(
@@ -33,20 +32,6 @@ METADATA = {"protocol": "prw"}
 
 RECORDS, _OUTPUTS = toy_split()
 VALID = toy_results(RECORDS, _OUTPUTS)
-
-
-@contextlib.contextmanager
-def _time_limit(seconds):
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"did not finish within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +139,7 @@ def _validate_and_score(results):
 @FUZZ
 @given(results=_mutated_results())
 def test_damaged_results_dict(results):
-    with _time_limit(TIME_LIMIT_S):
+    with time_limit(TIME_LIMIT_S, "scoring"):
         _validate_and_score(results)
 
 
@@ -195,7 +180,7 @@ def test_damaged_results_file(damage):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "search_results.pth")
         _damaged_file(path, damage)
-        with _time_limit(TIME_LIMIT_S):
+        with time_limit(TIME_LIMIT_S, "scoring"):
             try:
                 results = load_results(path)
             except ValueError as e:
@@ -215,7 +200,7 @@ def test_damaged_results_saved_and_loaded(results, format_version):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "r.pth")
         torch.save(results, path)
-        with _time_limit(TIME_LIMIT_S):
+        with time_limit(TIME_LIMIT_S, "scoring"):
             try:
                 loaded = load_results(path)
             except ValueError as e:

@@ -1,23 +1,17 @@
 """tools/benchmark.py train / inference on the tiny model and synthetic set, run in-process."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
 
-from tests.common import CONFIGS, REPO, tiny_opts
+from tests.common import CONFIGS, load_tool, tiny_opts
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "_tool_benchmark", os.path.join(REPO, "tools", "benchmark.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark")
 
 
 def _run(benchmark, argv):

@@ -2,7 +2,6 @@
 through their ``main(argv)`` on a tiny dataset written in a temporary folder."""
 
 import copy
-import importlib.util
 import json
 import os
 import sys
@@ -26,27 +25,17 @@ from personsearch.utils.visualizer import (
     identity_color,
     make_grid,
 )
+from tests.common import load_tool
 
 matplotlib.use("Agg")
-
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "..", "tools")
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f"_tool_{name}", os.path.join(TOOLS, name + ".py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def tools():
     return types.SimpleNamespace(
-        convert=_load_tool("convert_to_json"),
-        visualize=_load_tool("visualize_data"),
-        analyze=_load_tool("analyze_dataset"),
+        convert=load_tool("convert_to_json"),
+        visualize=load_tool("visualize_data"),
+        analyze=load_tool("analyze_dataset"),
     )
 
 
