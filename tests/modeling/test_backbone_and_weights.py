@@ -1,6 +1,7 @@
 """Backbone construction/freezing and loading detectron2 model-zoo weight files."""
 
 import pickle
+import uuid
 
 import numpy as np
 import pytest
@@ -66,14 +67,25 @@ def _random_like(model, names, seed=0):
     }
 
 
-def test_load_torchvision_model_zoo_pickle(tmp_path):
+@pytest.mark.parametrize("how", ["local file", "detectron2:// URL"])
+def test_load_torchvision_model_zoo_pickle(tmp_path, monkeypatch, how):
     model = build_model(tiny_cfg())
     names = _zoo_names(model)
     weights = _random_like(model, names)
-    path = tmp_path / "R-10-tiny.pkl"
+    name = f"R-10-tiny-{uuid.uuid4().hex[:8]}.pkl"
+    if how == "local file":
+        path = tmp_path / name
+        url = str(path)
+    else:
+        # detectron2://X resolves to https://dl.fbaipublicfiles.com/detectron2/X, downloaded into
+        # $FVCORE_CACHE/detectron2/X; a file already there is used without a download
+        monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))
+        path = tmp_path / "cache" / "detectron2" / "ImageNetPretrained" / "torchvision" / name
+        path.parent.mkdir(parents=True)
+        url = f"detectron2://ImageNetPretrained/torchvision/{name}"
     with open(path, "wb") as f:
         pickle.dump({"model": weights, "__author__": "torchvision", "matching_heuristics": True}, f)
-    PersonSearchCheckpointer(model).load(str(path))
+    PersonSearchCheckpointer(model).load(url)
     sd = model.state_dict()
     for ours, zoo in names.items():
         np.testing.assert_array_equal(sd[ours].numpy(), weights[zoo], err_msg=ours)
