@@ -1,8 +1,10 @@
 """Helpers shared by the tests: tiny configs, random model inputs, multi-process runs."""
 
 import contextlib
+import copy
 import functools
 import importlib.util
+import logging
 import os
 import signal
 import tempfile
@@ -153,3 +155,18 @@ def time_limit(seconds: float, what: str = "the call"):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def warning_messages(caplog) -> list:
+    """The WARNING-and-above messages captured by pytest's ``caplog``, in order."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def rounded_records(records):
+    """A copy of ``records`` with box coordinates rounded to 1e-6 (XYWH <-> XYXY conversions in a
+    save/load round trip add ~1e-14)."""
+    out = copy.deepcopy(records)
+    for r in out:
+        for a in r["annotations"] + r.get("queries", []):
+            a["bbox"] = [round(v, 6) for v in a["bbox"]]
+    return out

@@ -19,6 +19,7 @@ from personsearch.data.datasets.cuhk_sysu import (
     load_cuhk_sysu_protocol,
     register_cuhk_sysu,
 )
+from tests.common import warning_messages
 from tests.data.fixtures import CUHK_PROTOCOLS, summarize, write_jpeg, write_tiny_cuhk_sysu
 
 LOGGER = "personsearch.data.datasets"
@@ -27,10 +28,6 @@ LOGGER = "personsearch.data.datasets"
 @pytest.fixture
 def tiny(tmp_path):
     return write_tiny_cuhk_sysu(str(tmp_path / "CUHK-SYSU"))
-
-
-def _warnings(caplog):
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def _images_mat(root):
@@ -60,7 +57,7 @@ def test_train_records(tiny, caplog):
         for a in r["annotations"]:
             assert a["bbox_mode"] == BoxMode.XYXY_ABS and a["category_id"] == 0
             assert all(isinstance(v, float) for v in a["bbox"])
-    warnings = _warnings(caplog)
+    warnings = warning_messages(caplog)
     assert any("dropped 1 boxes" in m and "Images.mat" in m for m in warnings), warnings
     assert any("1 of 5 boxes were outside the image and clipped" in m for m in warnings), warnings
     # the two Train.mat entries of identity 2 that cannot be tied to a box are reported
@@ -75,7 +72,7 @@ def test_test_records_and_queries(tiny, caplog):
     # test split does not use, so it stays -1
     assert summarize(records) == tiny["test"]["records"]
     assert [r["image_id"] for r in records] == ["s5.jpg", "s3.jpg", "s4.jpg", "s6.jpg"]
-    warnings = _warnings(caplog)
+    warnings = warning_messages(caplog)
     assert any("CUHK-SYSU test: dropped 1 boxes" in m for m in warnings), warnings
     assert not any("match no annotation box" in m for m in warnings), warnings
 
@@ -102,7 +99,7 @@ def test_mismatched_gallery_entry_is_logged(tiny, caplog):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         records = {r["image_id"]: r for r in load_cuhk_sysu(tiny["root"], "test")}
     assert [a["person_id"] for a in records["s4.jpg"]["annotations"]] == [-1]
-    warnings = _warnings(caplog)
+    warnings = warning_messages(caplog)
     assert any(
         "1 entries match no annotation box" in m and "TestG50[1].Gallery[0]" in m for m in warnings
     )

@@ -20,6 +20,7 @@ from personsearch.data.datasets.json_format import (
     register_person_search_json,
 )
 from personsearch.data.datasets.json_writer import save_person_search_json
+from tests.common import rounded_records
 
 # (file_name, height, width); the second image's size is left out of the JSON on purpose
 IMAGES = [("cam1/a.jpg", 48, 64), ("cam2/b.jpg", 60, 80), ("cam1/c.jpg", 48, 64)]
@@ -287,15 +288,6 @@ def test_sizes_given_need_no_image_files(tmp_path):
     assert len(records) == 3
 
 
-def _normalised(records):
-    """Records with box coordinates rounded (XYWH <-> XYXY conversions add ~1e-14)."""
-    out = copy.deepcopy(records)
-    for r in out:
-        for a in r["annotations"] + r.get("queries", []):
-            a["bbox"] = [round(v, 6) for v in a["bbox"]]
-    return out
-
-
 def test_round_trip(tmp_path, image_root):
     records = load_person_search_json(write_json(tmp_path, tiny_json()), image_root)
     out = str(tmp_path / "out" / "saved.json")
@@ -304,7 +296,7 @@ def test_round_trip(tmp_path, image_root):
     assert [im["file_name"] for im in saved["images"]] == ["cam1/a.jpg", "cam2/b.jpg", "cam1/c.jpg"]
     assert saved["info"]["source_dataset"] == "tiny"
     assert saved["queries"][0]["gallery_image_ids"] == [2, 3]
-    assert _normalised(load_person_search_json(out, image_root)) == _normalised(records)
+    assert rounded_records(load_person_search_json(out, image_root)) == rounded_records(records)
 
 
 def test_save_without_image_root_keeps_paths(tmp_path, image_root):

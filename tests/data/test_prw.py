@@ -18,6 +18,7 @@ from personsearch.data.datasets.prw import (
     prw_raw_person_ids,
     register_prw,
 )
+from tests.common import warning_messages
 from tests.data.fixtures import (
     PRW_QUERY_LINES,
     summarize,
@@ -33,10 +34,6 @@ LOGGER = "personsearch.data.datasets"
 @pytest.fixture
 def tiny(tmp_path):
     return write_tiny_prw(str(tmp_path / "PRW-v16.04.20"))
-
-
-def _warnings(caplog):
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def _annotation(root, name):
@@ -59,7 +56,7 @@ def test_train_records(tiny, caplog):
         for a in r["annotations"]:
             assert a["bbox_mode"] == BoxMode.XYXY_ABS and a["category_id"] == 0
     assert prw_raw_person_ids(root, "train") == [1, 5, 932]
-    warnings = _warnings(caplog)
+    warnings = warning_messages(caplog)
     assert any(
         "PRW train: 1 of 6 boxes were outside the image and clipped; 1 had zero" in m
         for m in warnings
@@ -78,7 +75,7 @@ def test_test_records_and_queries(tmp_path, line_ending, caplog):
     assert summarize(records) == tiny["test"]["records"]
     assert [r["camera_id"] for r in records] == [3, 6, 1]
     assert prw_raw_person_ids(tiny["root"], "test") == [7, 605, 800]
-    assert _warnings(caplog) == []
+    assert warning_messages(caplog) == []
 
 
 def test_box_conversion_clips_after_converting():
@@ -110,7 +107,9 @@ def test_other_negative_ids_are_unlabeled_and_counted(tiny, caplog):
         record = load_prw(tiny["root"], "train")[0]
     assert [a["person_id"] for a in record["annotations"]] == [-1, -1]
     assert prw_raw_person_ids(tiny["root"], "train") == [1, 932]
-    assert any("2 boxes have a negative person id other than -2" in m for m in _warnings(caplog))
+    assert any(
+        "2 boxes have a negative person id other than -2" in m for m in warning_messages(caplog)
+    )
 
 
 def test_single_row_and_squeezed_annotations(tiny, monkeypatch):

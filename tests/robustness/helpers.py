@@ -1,8 +1,9 @@
 """Helpers of the bad-input tests."""
 
-import logging
 import re
 from typing import Iterable
+
+from tests.common import warning_messages
 
 
 def damage_file(path: str, keep_fraction: float = 0.5, replace_with: bytes = None) -> None:
@@ -17,7 +18,7 @@ def damage_file(path: str, keep_fraction: float = 0.5, replace_with: bytes = Non
 
 def warnings_of(caplog) -> str:
     """All WARNING+ messages captured by ``caplog``, one per line."""
-    return "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    return "\n".join(warning_messages(caplog))
 
 
 def error_line(stderr: str) -> str:

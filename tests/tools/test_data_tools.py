@@ -1,7 +1,6 @@
 """Tests of tools/convert_to_json.py, tools/visualize_data.py and tools/analyze_dataset.py, run
 through their ``main(argv)`` on a tiny dataset written in a temporary folder."""
 
-import copy
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ from personsearch.utils.visualizer import (
     identity_color,
     make_grid,
 )
-from tests.common import load_tool
+from tests.common import load_tool, rounded_records
 
 matplotlib.use("Agg")
 
@@ -94,14 +93,6 @@ def tiny(tmp_path_factory):
     for name in names:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
-
-
-def _normalised(records):
-    out = copy.deepcopy(records)
-    for r in out:
-        for a in r["annotations"] + r.get("queries", []):
-            a["bbox"] = [round(v, 6) for v in a["bbox"]]
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +211,7 @@ def test_convert_round_trip(tools, tiny, tmp_path, capsys):
     assert saved["info"]["source_dataset"] == test
     assert [im["file_name"] for im in saved["images"]] == ["test/g1.jpg", "test/g2.jpg"]
     reloaded = load_person_search_json(out, root)
-    assert _normalised(reloaded) == _normalised(DatasetCatalog.get(test))
+    assert rounded_records(reloaded) == rounded_records(DatasetCatalog.get(test))
     assert reloaded[0]["queries"][0]["gallery_image_ids"] == ["test/g2.jpg"]
 
 

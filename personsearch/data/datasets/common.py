@@ -249,3 +249,25 @@ def build_records(
     sanitizer.log_summary()
     query_sanitizer.log_summary()
     return records
+
+
+def log_loaded(what: str, records: Sequence[dict], num_identities: int) -> None:
+    """Log one summary line of loaded records: images, boxes (labeled), identities, queries.
+
+    Args:
+        what: names the split and its source, e.g. ``"CUHK-SYSU test from /data/CUHK-SYSU"``.
+        records: the loaded records.
+        num_identities: the number of labeled identities of the split.
+    """
+    num_boxes = sum(len(r["annotations"]) for r in records)
+    num_labeled = sum(a["person_id"] >= 0 for r in records for a in r["annotations"])
+    num_queries = sum(len(r.get("queries", [])) for r in records)
+    logger.info(
+        "Loaded %s: %d images, %d boxes (%d labeled), %d identities%s.",
+        what,
+        len(records),
+        num_boxes,
+        num_labeled,
+        num_identities,
+        f", {num_queries} queries" if num_queries else "",
+    )

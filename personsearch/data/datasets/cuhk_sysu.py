@@ -44,6 +44,7 @@ from personsearch.data.datasets.common import (
     DatasetFormatError,
     build_records,
     check_dataset_root,
+    log_loaded,
     register_person_search_dataset,
 )
 from personsearch.data.datasets.matlab import (
@@ -424,16 +425,5 @@ def load_cuhk_sysu(root: str, split: str) -> List[dict]:
     paths = [os.path.abspath(os.path.join(root, IMAGE_DIR, n)) for n in names]
     xyxy = {n: np.array([_xyxy(b) for b in boxes[n]]).reshape(-1, 4) for n in names}
     records = build_records(names, paths, xyxy, assigner.pids, queries, source)
-    num_boxes = sum(len(r["annotations"]) for r in records)
-    num_labeled = sum(a["person_id"] >= 0 for r in records for a in r["annotations"])
-    logger.info(
-        "Loaded CUHK-SYSU %s from %s: %d images, %d boxes (%d labeled), %d identities%s.",
-        split,
-        root,
-        len(records),
-        num_boxes,
-        num_labeled,
-        num_ids,
-        f", {sum(len(q) for q in queries.values())} queries" if split == "test" else "",
-    )
+    log_loaded(f"CUHK-SYSU {split} from {root}", records, num_ids)
     return records

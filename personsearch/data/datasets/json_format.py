@@ -32,6 +32,7 @@ from .common import (
     BoxSanitizer,
     DatasetFormatError,
     contiguous_id_map,
+    log_loaded,
     read_image_size,
     read_image_sizes,
     register_person_search_dataset,
@@ -379,17 +380,7 @@ def load_person_search_json(json_file: str, image_root: str) -> List[Dict]:
         record.setdefault("queries", []).append(query)
     query_sanitizer.log_summary()
 
-    num_boxes = sum(len(r["annotations"]) for r in records)
-    num_labeled = sum(a["person_id"] >= 0 for r in records for a in r["annotations"])
-    logger.info(
-        "Loaded %d images, %d boxes (%d labeled, %d identities) and %d queries from %s",
-        len(records),
-        num_boxes,
-        num_labeled,
-        len(pid_map),
-        len(queries),
-        json_file,
-    )
+    log_loaded(json_file, records, len(pid_map))
     return records
 
 

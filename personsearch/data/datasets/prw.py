@@ -56,6 +56,7 @@ from personsearch.data.datasets.common import (
     build_records,
     check_dataset_root,
     contiguous_id_map,
+    log_loaded,
     register_person_search_dataset,
 )
 from personsearch.data.datasets.matlab import load_mat_variable, mat_cell_strings
@@ -261,18 +262,7 @@ def _load_prw(root: str, split: str) -> Tuple[List[dict], List[int]]:
         source,
         extras={n + ".jpg": {"camera_id": int(_CAMERA_RE.match(n).group(1))} for n in data.names},
     )
-    num_boxes = sum(len(r["annotations"]) for r in records)
-    num_labeled = sum(a["person_id"] >= 0 for r in records for a in r["annotations"])
-    logger.info(
-        "Loaded PRW %s from %s: %d images, %d boxes (%d labeled), %d identities%s.",
-        split,
-        root,
-        len(records),
-        num_boxes,
-        num_labeled,
-        len(data.id_map),
-        f", {len(data.queries)} queries" if split == "test" else "",
-    )
+    log_loaded(f"PRW {split} from {root}", records, len(data.id_map))
     return records, sorted(data.id_map)
 
 
