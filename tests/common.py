@@ -95,15 +95,11 @@ def local_dist_url() -> str:
 
 
 def _finishing(fn: Callable, *args) -> None:
-    """Run ``fn`` then leave the process group together: a rank that exits while gloo still uses
-    its connection can make the other one abort ("terminate called without an active exception")."""
-    import torch.distributed as dist
-    from detectron2.utils import comm
+    """Run ``fn`` then leave the process group together (``fn`` may have left it itself)."""
+    from personsearch.utils.comm import leave_process_group
 
     fn(*args)
-    if dist.is_initialized():  # ``fn`` may have left the group itself
-        comm.synchronize()
-        dist.destroy_process_group()
+    leave_process_group()
 
 
 def cpu_threads(n: int = 1):

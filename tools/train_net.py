@@ -15,7 +15,6 @@ split in every process before the config is read, so NAME can be used in ``DATAS
 """
 
 import torch
-import torch.distributed as dist
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -24,6 +23,7 @@ from detectron2.utils.logger import setup_logger
 from personsearch import get_person_search_cfg  # importing personsearch registers everything
 from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
 from personsearch.utils.cli import add_register_json_argument, register_json_datasets
+from personsearch.utils.comm import leave_process_group
 
 
 def setup(args):
@@ -65,14 +65,6 @@ def main(args):
         res = trainer.train()
     leave_process_group()
     return res
-
-
-def leave_process_group():
-    """After a successful multi-process run, wait for every rank and close the process group:
-    a rank that exits while gloo still talks to it can make another rank abort at exit."""
-    if comm.get_world_size() > 1:
-        comm.synchronize()
-        dist.destroy_process_group()
 
 
 def invoke_main(argv=None):
