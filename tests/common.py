@@ -89,8 +89,8 @@ DIST_TIMEOUT = timedelta(minutes=3)
 
 def local_dist_url() -> str:
     """A ``file://`` rendezvous unique to one run. With ``--dist-url auto`` every run picks a free
-    port, closes it and binds it again later; two test suites running side by side on one machine
-    can pick the same port in between and join each other's process groups (seen as a hang)."""
+    port, closes it and binds it again later, so runs side by side on one machine could pick the
+    same port in between; a rendezvous file has no such race."""
     return "file://" + os.path.join(tempfile.gettempdir(), f"personsearch-dist-{uuid.uuid4().hex}")
 
 
