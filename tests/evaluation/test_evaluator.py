@@ -14,7 +14,7 @@ from personsearch.evaluation import (
     load_results,
     score_results,
 )
-from tests.common import DIST_TIMEOUT, local_dist_url
+from tests.common import run_distributed
 
 from .test_scoring import DET_AP
 from .toy import register, toy_model_io, toy_split
@@ -117,15 +117,7 @@ def _distributed_worker(out_dir):
     reason="detectron2.launch with 2 processes needs 2 GPUs when CUDA is available",
 )
 def test_distributed_gather_equals_single_process(tmp_path):
-    from detectron2.engine import launch
-
-    launch(
-        _distributed_worker,
-        2,
-        dist_url=local_dist_url(),
-        args=(str(tmp_path),),
-        timeout=DIST_TIMEOUT,
-    )
+    run_distributed(_distributed_worker, 2, str(tmp_path))
     with open(tmp_path / "rank0.json") as f:
         rank0 = json.load(f)
     with open(tmp_path / "rank1.json") as f:
