@@ -50,9 +50,10 @@ def leave_process_group(grace_seconds: float = 0.05) -> None:
     the barrier. The pause before destroying works around a deadlock of the pinned torch: the gloo
     process group's destructor holds the Python GIL while joining its worker threads, and a worker
     still freeing a finished collective's tensors (e.g. the outputs of :func:`all_gather_rows`)
-    needs the GIL to do so. Sleeping releases the GIL and lets the workers finish first. Without the
-    pause a loop of init / all-gather / destroy in two processes hung within 50 rounds in 4 of 4
-    runs; with it, 600 rounds passed (``tests/engine/test_distributed.py``).
+    needs the GIL to do so. Sleeping releases the GIL and lets the workers finish first. Measured
+    with two processes looping init / all-gather / barrier / destroy: without the pause 4 of 4
+    runs hung within 50 rounds; with it, 2 runs of 300 rounds passed. The regression test
+    (``tests/engine/test_distributed.py``, 50 rounds) timed out in 2 of 2 runs without the pause.
 
     Args:
         grace_seconds: pause between the barrier and the destruction.
