@@ -22,6 +22,9 @@ def add_personsearch_config(cfg: CN) -> CN:
     _add_backbone_config(cfg)
     _add_roi_head_config(cfg)
     _add_reid_config(cfg)
+    _add_nae_config(cfg)
+    _add_seqnet_config(cfg)
+    _add_ugas_config(cfg)
     _add_solver_config(cfg)
     _add_search_test_config(cfg)
     return cfg
@@ -58,15 +61,22 @@ def _add_roi_head_config(cfg: CN) -> None:
 def _add_reid_config(cfg: CN) -> None:
     cfg.MODEL.REID_HEAD = CN()
     # Registered name (personsearch.modeling.REID_HEAD_REGISTRY) of the module that maps pooled
-    # RoI features to re-identification embeddings. "LinearEmbeddingHead": OIM's FC + L2 norm.
+    # RoI features to re-identification embeddings. "LinearEmbeddingHead": OIM's FC + L2 norm;
+    # "NormAwareEmbeddingHead": NAE (norm = detection score, used by NAEROIHeads and
+    # SeqNetROIHeads); "PixelNormAwareEmbeddingHead": NAE+ (NAEPlusROIHeads).
     cfg.MODEL.REID_HEAD.NAME = "LinearEmbeddingHead"
-    # Dimension D of the embedding.
+    # Dimension D of the embedding (NAE heads split it evenly over IN_FEATURES: 128 + 128).
     cfg.MODEL.REID_HEAD.EMBED_DIM = 256
-    # Which pooled RoI features the head reads: any of "res4" (global-pooled RoIAlign input of the
-    # res5 head) and "res5" (global-pooled res5 output). They are concatenated in this order.
+    # Which RoI features the head reads, in this order. Pooled vectors (Linear/NormAware heads):
+    # "res4" (global-pooled RoIAlign input of the res5 head) and "res5" (global-pooled res5
+    # output). RoI maps (PixelNormAware head): "res4_map" (the RoIAlign output, e.g. 14x14) and
+    # "res5_map" (the res5 output, e.g. 7x7).
     cfg.MODEL.REID_HEAD.IN_FEATURES = ["res5"]
-    # Normalisation after the projection of LinearEmbeddingHead: "" (none, the OIM paper), "BN" or
-    # "SyncBN". Centring the projections is needed when training from scratch (see the head).
+    # Normalisation layers of the head. LinearEmbeddingHead: after its projection, "" (none, the
+    # OIM paper), "BN" or "SyncBN" (centring is needed when training from scratch, see the head).
+    # NAE heads: "BN" or "SyncBN" for every BatchNorm of the head (projectors, norm rescaler) and
+    # of the NAE box regressor; "SyncBN" synchronises the statistics over processes, as the
+    # reference's multi-GPU training does (personsearch.layers.SyncBatchNormND, CPU and GPU).
     cfg.MODEL.REID_HEAD.NORM = ""
 
     cfg.MODEL.OIM = CN()
@@ -87,6 +97,44 @@ def _add_reid_config(cfg: CN) -> None:
     # buffer and the iteration if they differ. Costs one hash per buffer and a small all-gather
     # per check. 0 (default): off. Ignored in single-process training.
     cfg.MODEL.OIM.SYNC_CHECK_PERIOD = 0
+
+
+def _add_nae_config(cfg: CN) -> None:
+    # The NAE family's RoI heads (NAEROIHeads, NAEPlusROIHeads, and SeqNetROIHeads' second stage).
+    cfg.MODEL.NAE = CN()
+    # Weight of the detection loss on the norm: binary cross-entropy of the rescaled norm (NAE,
+    # SeqNet stage 2) or the per-cell BCE against the soft pixel labels (NAE+).
+    cfg.MODEL.NAE.DET_LOSS_WEIGHT = 1.0
+    # Weight of the smooth-L1 loss of the NAE box regressor (Linear + BN on pooled res5): 10 in
+    # the official NAE command; 1 for SeqNet's second stage.
+    cfg.MODEL.NAE.BOX_REG_LOSS_WEIGHT = 10.0
+    # At test time, detections whose width or height is below this many input pixels are dropped
+    # before NMS (the reference's torchvision remove_small_boxes).
+    cfg.MODEL.NAE.MIN_BOX_SIZE_TEST = 0.01
+
+
+def _add_seqnet_config(cfg: CN) -> None:
+    # SeqNetROIHeads: stage 1 = res5 copy + detectron2's FastRCNNOutputLayers on the proposals
+    # (its regression weight is MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT, 10 in the reference; its
+    # test NMS is MODEL.ROI_HEADS.NMS_THRESH_TEST, 0.4); stage 2 = a second res5 copy + the NAE
+    # embedding and box regressor (MODEL.NAE.*) on the refined, detached stage-1 boxes.
+    cfg.MODEL.SEQNET = CN()
+    # Weight of stage 1's softmax cross-entropy.
+    cfg.MODEL.SEQNET.STAGE1_CLS_LOSS_WEIGHT = 1.0
+    # NMS threshold of the final (stage-2 refined) boxes at test time: 0.5 in the reference.
+    cfg.MODEL.SEQNET.NMS_THRESH_TEST = 0.5
+    # Detection score of the final boxes, also the CWS weight: "stage1" (the reference's First
+    # Classification Score, the stage-1 softmax) or "stage2" (sigmoid of stage 2's rescaled norm).
+    cfg.MODEL.SEQNET.SCORE = "stage1"
+
+
+def _add_ugas_config(cfg: CN) -> None:
+    # UGAS modules on the embedding path of any person-search RoI head (personsearch/modeling/
+    # ugas). Each is switched on by its ENABLED key; with all three off the head is unchanged.
+    cfg.MODEL.UGAS = CN()
+    cfg.MODEL.UGAS.SFM = CN({"ENABLED": False})
+    cfg.MODEL.UGAS.SD = CN({"ENABLED": False})
+    cfg.MODEL.UGAS.UG = CN({"ENABLED": False})
 
 
 def _add_solver_config(cfg: CN) -> None:
@@ -123,11 +171,17 @@ def _add_search_test_config(cfg: CN) -> None:
     cfg.TEST.SEARCH.USE_GT_BOXES = False
     # Context Bipartite Graph Matching re-ranking (SeqNet, test time only).
     cfg.TEST.SEARCH.CBGM = CN({"ENABLED": False})
-    # Number of top-ranked gallery detections whose images are re-scored (CUHK-SYSU 10, PRW 30).
-    cfg.TEST.SEARCH.CBGM.K1 = 10
+    # Number of top-ranked gallery detections whose images are re-scored. -1: the reference value
+    # of the dataset's protocol (CUHK-SYSU 10, PRW 30; 10 otherwise).
+    cfg.TEST.SEARCH.CBGM.K1 = -1
     # Size of the query-image context: the query box plus the K2 - 1 best other detections of the
-    # query image (CUHK-SYSU 3, PRW 4).
-    cfg.TEST.SEARCH.CBGM.K2 = 3
+    # query image. -1: the protocol's reference value (CUHK-SYSU 3, PRW 4; 3 otherwise).
+    cfg.TEST.SEARCH.CBGM.K2 = -1
+    # Number of query-image context entries the model saves per query in the results file (the
+    # reference's context: the query image's detections with the query box forced in at score 1
+    # before NMS, computed in the same backbone pass by the NAE-family heads). CBGM uses the first
+    # K2; 0 saves none (CBGM then emulates the context from the query image's detections).
+    cfg.TEST.SEARCH.QUERY_CONTEXT_SIZE = 8
     # Detection metrics: detections below this score are ignored (the reference uses 0.01; the
     # model's own SCORE_THRESH_TEST usually removes more).
     cfg.TEST.SEARCH.DETECTION_THRESH = 0.01

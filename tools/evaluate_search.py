@@ -77,10 +77,10 @@ def _dataset(name: str, register_json: List[List[str]]):
     return DatasetCatalog.get(name), MetadataCatalog.get(name)
 
 
-def _options(args: argparse.Namespace, protocol: Optional[str]):
-    from personsearch.evaluation import CBGM_DEFAULTS, SearchOptions
+def _options(args: argparse.Namespace):
+    from personsearch.evaluation import SearchOptions
 
-    k1, k2 = CBGM_DEFAULTS.get(protocol, CBGM_DEFAULTS["cuhk_sysu"])
+    # k1/k2 = -1 resolve to the protocol's reference values when scoring
     return SearchOptions(
         gallery_size=args.gallery_size,
         subset=args.subset,
@@ -89,8 +89,8 @@ def _options(args: argparse.Namespace, protocol: Optional[str]):
         cws=not args.no_cws,
         cross_camera=args.cross_camera,
         cbgm=args.cbgm,
-        cbgm_k1=args.cbgm_k1 if args.cbgm_k1 is not None else k1,
-        cbgm_k2=args.cbgm_k2 if args.cbgm_k2 is not None else k2,
+        cbgm_k1=args.cbgm_k1 if args.cbgm_k1 is not None else -1,
+        cbgm_k2=args.cbgm_k2 if args.cbgm_k2 is not None else -1,
     )
 
 
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> Dict:
             args.dataset,
         )
     protocol = metadata.get("protocol")
-    options = _options(args, protocol)
+    options = _options(args)
     out_dir = args.output or os.path.dirname(os.path.abspath(args.results))
     if not args.all:
         scores = score_results(results, records, metadata, options)

@@ -34,7 +34,9 @@ class PersonSearchEvaluator(DatasetEvaluator):
       ``queries``: ``[{"bbox": [x1, y1, x2, y2] original pixels, "person_id", "query_index"}]``;
     * output dict: ``"instances"``: :class:`~detectron2.structures.Instances` with ``pred_boxes``
       (original pixels), ``scores`` (R,) and ``reid_feats`` (R, D) L2-normalised (not
-      score-weighted); ``"query_feats"``: (Q, D) tensor in the order of ``input["queries"]``.
+      score-weighted); ``"query_feats"``: (Q, D) tensor in the order of ``input["queries"]``;
+      optionally ``"query_contexts"``: one (K, D) tensor per query (the CBGM query context, saved
+      as ``context_feats``; an empty list when the model does not compute it).
 
     :meth:`evaluate` gathers everything on rank 0, checks it against the dataset records, saves
     ``search_results.pth`` (``TEST.SEARCH.SAVE_RESULTS``) and scores it with
@@ -108,16 +110,23 @@ class PersonSearchEvaluator(DatasetEvaluator):
                     f"model returned {0 if qfeats is None else len(qfeats)} query_feats."
                 )
             qfeats = _cpu_f32(qfeats).reshape(len(queries), -1)
-            for q, f in zip(queries, qfeats):
-                self._queries.append(
-                    {
-                        "query_index": int(q["query_index"]),
-                        "image_id": image_id,
-                        "bbox": [float(v) for v in q["bbox"]],
-                        "person_id": int(q.get("person_id", -1)),
-                        "feat": f.copy(),
-                    }
+            contexts = out.get("query_contexts") or [None] * len(queries)
+            if len(contexts) != len(queries):
+                raise ValueError(
+                    f"PersonSearchEvaluator: image {image_id!r} has {len(queries)} queries but the "
+                    f"model returned {len(contexts)} query_contexts."
                 )
+            for q, f, c in zip(queries, qfeats, contexts):
+                entry = {
+                    "query_index": int(q["query_index"]),
+                    "image_id": image_id,
+                    "bbox": [float(v) for v in q["bbox"]],
+                    "person_id": int(q.get("person_id", -1)),
+                    "feat": f.copy(),
+                }
+                if c is not None:
+                    entry["context_feats"] = _cpu_f32(c).reshape(-1, f.shape[0])
+                self._queries.append(entry)
 
     def _merged(self):
         if not self._distributed:

@@ -19,12 +19,19 @@ and float, so ``torch.load(path, weights_only=True)`` reads it:
         },
         "queries": [                          # one per query box of the split, any order
             {"query_index": int, "image_id": str, "bbox": [x1, y1, x2, y2],
-             "person_id": int, "feat": FloatTensor (D,)},  # L2-normalised query embedding
+             "person_id": int, "feat": FloatTensor (D,),  # L2-normalised query embedding
+             "context_feats": FloatTensor (K, D)},  # optional, see below
         ],
     }
 
 ``N`` may be 0 (``feats`` then has shape ``(0, D)`` or ``(0, 0)``). All features share one ``D``.
 CWS (gallery feature x score) is applied when scoring, never in the file.
+
+``context_feats`` (optional; written by the NAE-family heads since the query-context addition,
+files without it stay valid): the CBGM query context as the reference computes it, i.e. the
+query image's detections with the query box forced in at score 1 before NMS, unweighted, in NMS
+order; row 0 is the query itself (``K >= 1``). CBGM uses its first ``k2`` rows; without it, CBGM
+emulates the context from the query image's gallery detections.
 """
 
 import os
@@ -75,15 +82,17 @@ def build_results(
         }
     out_queries = []
     for q in queries:
-        out_queries.append(
-            {
-                "query_index": int(q["query_index"]),
-                "image_id": str(q["image_id"]),
-                "bbox": [float(v) for v in np.asarray(q["bbox"], dtype=np.float64).reshape(-1)],
-                "person_id": int(q["person_id"]),
-                "feat": _as_tensor(q["feat"], f"query {q['query_index']} 'feat'").reshape(-1),
-            }
-        )
+        entry = {
+            "query_index": int(q["query_index"]),
+            "image_id": str(q["image_id"]),
+            "bbox": [float(v) for v in np.asarray(q["bbox"], dtype=np.float64).reshape(-1)],
+            "person_id": int(q["person_id"]),
+            "feat": _as_tensor(q["feat"], f"query {q['query_index']} 'feat'").reshape(-1),
+        }
+        if q.get("context_feats") is not None:
+            ctx = _as_tensor(q["context_feats"], f"query {q['query_index']} 'context_feats'")
+            entry["context_feats"] = ctx.reshape(-1, entry["feat"].numel())
+        out_queries.append(entry)
     out_queries.sort(key=lambda q: q["query_index"])
     return {
         "format_version": FORMAT_VERSION,
@@ -332,6 +341,15 @@ def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]
         check_dim(feat.shape[0], f"query_index {qi} 'feat'")
         if not np.all(np.isfinite(feat)):
             raise ValueError(f"results: query_index {qi} 'feat' has non-finite values.")
+        if q.get("context_feats") is not None:
+            ctx = _array(q["context_feats"], f"query_index {qi} 'context_feats'")
+            if ctx.ndim != 2 or ctx.shape[0] < 1 or ctx.shape[1] != feat.shape[0]:
+                raise ValueError(
+                    f"results: query_index {qi} 'context_feats' has shape {ctx.shape}, expected "
+                    f"(K, {feat.shape[0]}) with K >= 1 (row 0 = the query)."
+                )
+            if not np.all(np.isfinite(ctx)):
+                raise ValueError(f"results: query_index {qi} 'context_feats' has non-finite values.")
     missing_q = sorted(set(expected) - seen)
     if missing_q:
         raise ValueError(

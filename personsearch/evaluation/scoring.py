@@ -46,8 +46,8 @@ class SearchOptions:
     cws: bool = True
     cross_camera: bool = False
     cbgm: bool = False
-    cbgm_k1: int = 10
-    cbgm_k2: int = 3
+    cbgm_k1: int = -1  # -1: the protocol's reference value (CBGM_DEFAULTS)
+    cbgm_k2: int = -1
     detection_thresh: float = 0.01
     detection_labeled_only: bool = False
 
@@ -107,6 +107,7 @@ class _Queries:
     boxes: np.ndarray  # (Q, 4)
     pids: np.ndarray  # (Q,)
     feats: np.ndarray  # (Q, D)
+    contexts: List[Optional[np.ndarray]]  # per query (K, D) CBGM context or None
 
     def take(self, pos: np.ndarray) -> "_Queries":
         pos = np.asarray(pos, dtype=np.int64)
@@ -117,6 +118,7 @@ class _Queries:
             self.boxes[pos],
             self.pids[pos],
             self.feats[pos],
+            [self.contexts[p] for p in pos],
         )
 
 
@@ -141,6 +143,12 @@ def pack_results(results: Mapping, records: Sequence[Mapping], dim: int):
         np.array([_np(q["bbox"]).astype(np.float64).reshape(4) for q in qs]).reshape(-1, 4),
         np.array([int(q["person_id"]) for q in qs], np.int64),
         np.array([_np(q["feat"]).astype(np.float32).reshape(-1) for q in qs]).reshape(len(qs), dim),
+        [
+            None
+            if q.get("context_feats") is None
+            else _np(q["context_feats"]).astype(np.float32).reshape(-1, dim)
+            for q in qs
+        ],
     )
     return dets, queries, image_index
 
@@ -235,6 +243,16 @@ def _protocol_galleries(
     return positions, galleries, info
 
 
+def resolve_cbgm_options(protocol: Optional[str], options: SearchOptions) -> CBGMOptions:
+    """CBGM's k1/k2: the configured values, or (-1) the reference values of the protocol
+    (CUHK-SYSU 10/3, PRW 30/4; CUHK-SYSU's for other protocols)."""
+    k1, k2 = CBGM_DEFAULTS.get(protocol, CBGM_DEFAULTS["cuhk_sysu"])
+    return CBGMOptions(
+        k1 if options.cbgm_k1 == -1 else options.cbgm_k1,
+        k2 if options.cbgm_k2 == -1 else options.cbgm_k2,
+    )
+
+
 def score_results(
     results: Mapping,
     records: Sequence[Mapping],
@@ -286,7 +304,10 @@ def score_results(
         protocol, metadata, records, queries, image_index, options
     )
     evaluated = queries.take(positions)
-    cbgm = CBGMOptions(options.cbgm_k1, options.cbgm_k2) if options.cbgm else None
+    cbgm = None
+    if options.cbgm:
+        cbgm = resolve_cbgm_options(protocol, options)
+        info["cbgm_k1"], info["cbgm_k2"] = cbgm.k1, cbgm.k2
     res = evaluate_search(
         dets,
         evaluated.feats,
@@ -296,8 +317,19 @@ def score_results(
         cbgm=cbgm,
         query_images=evaluated.image_pos,
         query_boxes=evaluated.boxes,
+        query_contexts=evaluated.contexts,
         topk=TOPK,
     )
+    if cbgm is not None:
+        exact = sum(c is not None for c in evaluated.contexts)
+        info["cbgm_exact_contexts"] = exact
+        if exact < len(evaluated.contexts):
+            logger.info(
+                "CBGM: %d of %d queries have no saved query-image context in the results; it is "
+                "emulated from the query image's detections for them (docs/METHODS.md).",
+                len(evaluated.contexts) - exact,
+                len(evaluated.contexts),
+            )
     summary = res.summary()
     out: Dict[str, Dict[str, Any]] = {
         "search": {k: 100.0 * float(v) for k, v in summary.items()},

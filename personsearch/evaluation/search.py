@@ -250,6 +250,7 @@ def evaluate_search(
     cbgm: Optional[CBGMOptions] = None,
     query_images: Optional[np.ndarray] = None,
     query_boxes: Optional[np.ndarray] = None,
+    query_contexts: Optional[Sequence[Optional[np.ndarray]]] = None,
     topk: Sequence[int] = TOPK,
     chunk_size: int = 128,
 ) -> SearchResult:
@@ -286,6 +287,10 @@ def evaluate_search(
         cbgm: CBGM options, or None for no re-ranking.
         query_images: (Q,) image index of each query (needed for CBGM).
         query_boxes: (Q, 4) XYXY query boxes (needed for CBGM).
+        query_contexts: optional (Q,) per query its saved (K, D) CBGM context (row 0 the query;
+            the reference's forced-query detection of the query image) or None; CBGM takes the
+            first k2 rows. Queries without one get the emulated context
+            (:func:`~.cbgm.build_query_context`).
         topk: the k values of top-k accuracy.
         chunk_size: queries per similarity chunk.
 
@@ -337,7 +342,11 @@ def evaluate_search(
             sims = np.ascontiguousarray(sims, dtype=np.float32)
             entry_pos = np.cumsum(counts) - counts
             if cbgm is not None:
-                context = _query_context(kept, q, query_images[qi], query_boxes[qi], cbgm.k2)
+                saved = None if query_contexts is None else query_contexts[qi]
+                if saved is not None:
+                    context = np.asarray(saved, np.float32)[: cbgm.k2]
+                else:
+                    context = _query_context(kept, q, query_images[qi], query_boxes[qi], cbgm.k2)
 
                 def rescore(img, context=context):
                     return match_context(context, feats_w[kept.image(img)])

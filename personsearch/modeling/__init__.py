@@ -11,8 +11,13 @@ from .meta_arch.person_search_rcnn import PersonSearchRCNN
 
 # re-identification heads
 from .reid_heads.linear import LinearEmbeddingHead
+from .reid_heads.norm_aware import NormAwareEmbeddingHead
+from .reid_heads.pixel_norm_aware import PixelNormAwareEmbeddingHead
 from .reid_heads.registry import REID_HEAD_REGISTRY, build_reid_head
 
 # RoI heads
+from .roi_heads.nae_plus_roi_heads import NAEPlusROIHeads
+from .roi_heads.nae_roi_heads import NAEROIHeads
 from .roi_heads.oim_roi_heads import OIMROIHeads
 from .roi_heads.person_search_roi_heads import PersonSearchROIHeads
+from .roi_heads.seqnet_roi_heads import SeqNetROIHeads

@@ -60,7 +60,8 @@ def test_missing_config_file(tmp_path):
         (["MODEL.ROI_BOX_HEAD.GLOBAL_POOL", "median"], ValueError,
          "MODEL.ROI_BOX_HEAD.GLOBAL_POOL must be 'max' or 'avg', got 'median'"),
         (["MODEL.REID_HEAD.IN_FEATURES", ["res3"]], ValueError,
-         r"MODEL.REID_HEAD.IN_FEATURES \['res3'\] are not produced.*\['res4', 'res5'\]"),
+         r"MODEL.REID_HEAD.IN_FEATURES \['res3'\] are not produced"
+         r".*\['res4', 'res4_map', 'res5', 'res5_map'\]"),
         (["MODEL.REID_HEAD.NORM", "GN"], ValueError, "MODEL.REID_HEAD.NORM must be one of"),
         (["MODEL.REID_HEAD.EMBED_DIM", 0], ValueError, "MODEL.REID_HEAD.EMBED_DIM must be >= 1"),
         (["MODEL.OIM.NUM_PIDS", 0], ValueError, "MODEL.OIM.NUM_PIDS must be >= 1"),

@@ -18,12 +18,16 @@ class PersonSearchRCNN(GeneralizedRCNN):
     Inference runs the backbone once per image and returns, per image::
 
         {"instances": Instances(pred_boxes, scores, pred_classes, reid_feats),
-         "query_feats": Tensor (Q, D)}
+         "query_feats": Tensor (Q, D),
+         "query_contexts": [Tensor (K_q, D), ...]}   # one per query; empty list if not computed
 
     ``reid_feats`` (R, D) are the L2-normalised embeddings of the detections; boxes are in
     original-image pixels. ``query_feats`` are the embeddings of the input's ``query_boxes`` (Q
     boxes in input-image coordinates, set by the mapper for images that hold queries; Q = 0
     otherwise), in the same order, from the same backbone pass, never score-weighted.
+    ``query_contexts`` are CBGM's query-image contexts (row 0 the query; the image's detections with
+    the query box forced in at score 1 before NMS, unweighted), at most ``TEST.SEARCH.
+    QUERY_CONTEXT_SIZE`` rows, from heads that can compute them exactly (the NAE family).
 
     With ``TEST.SEARCH.USE_GT_BOXES`` the ground-truth boxes of each image (``instances.gt_boxes``
     from the mapper) replace the detector output, with score 1: search accuracy then measures
@@ -31,15 +35,17 @@ class PersonSearchRCNN(GeneralizedRCNN):
     """
 
     @configurable
-    def __init__(self, *, use_gt_boxes: bool = False, **kwargs):
+    def __init__(self, *, use_gt_boxes: bool = False, query_context_size: int = 0, **kwargs):
         """
         Args:
             use_gt_boxes: at inference, describe every image by its ground-truth boxes instead of
                 detections.
+            query_context_size: CBGM context entries returned per query (0: none).
             kwargs: see :class:`detectron2.modeling.GeneralizedRCNN`.
         """
         super().__init__(**kwargs)
         self.use_gt_boxes = use_gt_boxes
+        self.query_context_size = query_context_size
         if not hasattr(self.roi_heads, "embed_boxes"):
             raise TypeError(
                 f"{type(self.roi_heads).__name__} cannot embed query boxes; person search needs a "
@@ -50,6 +56,7 @@ class PersonSearchRCNN(GeneralizedRCNN):
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         ret["use_gt_boxes"] = cfg.TEST.SEARCH.USE_GT_BOXES
+        ret["query_context_size"] = cfg.TEST.SEARCH.QUERY_CONTEXT_SIZE
         return ret
 
     def inference(
@@ -76,26 +83,31 @@ class PersonSearchRCNN(GeneralizedRCNN):
             detected_instances = [
                 self._gt_as_detections(x, s) for x, s in zip(batched_inputs, images.image_sizes)
             ]
+        query_boxes = [
+            x["query_boxes"] if "query_boxes" in x else Boxes(torch.zeros(0, 4))
+            for x in batched_inputs
+        ]
+        query_boxes = [b.to(self.device) for b in query_boxes]
         if detected_instances is None:
             proposals, _ = self.proposal_generator(images, features, None)
-            results, _ = self.roi_heads(images, features, proposals, None)
+            results, query_feats, contexts = self.roi_heads.inference_with_queries(
+                features, proposals, query_boxes, self.query_context_size
+            )
         else:
             results = [x.to(self.device) for x in detected_instances]
             embeddings = self.roi_heads.embed_boxes(features, [r.pred_boxes for r in results])
             for r, e in zip(results, embeddings):
                 r.reid_feats = e
-        query_boxes = [
-            x["query_boxes"].to(self.device) if "query_boxes" in x else Boxes(torch.zeros(0, 4))
-            for x in batched_inputs
-        ]
-        query_feats = self.roi_heads.embed_boxes(features, [b.to(self.device) for b in query_boxes])
+            query_feats = self.roi_heads.embed_boxes(features, query_boxes)
+            contexts = [[] for _ in results]
         if do_postprocess:
             assert not torch.jit.is_scripting(), "Scripting is not supported for postprocess."
             outputs = GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
         else:
             outputs = [{"instances": r} for r in results]
-        for out, q in zip(outputs, query_feats):
+        for out, q, c in zip(outputs, query_feats, contexts):
             out["query_feats"] = q
+            out["query_contexts"] = c
         return outputs
 
     def _gt_as_detections(self, batched_input: Dict, image_size) -> Instances:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from .registry import REID_HEAD_REGISTRY
+from .registry import REID_HEAD_REGISTRY, check_in_features
 
 
 @REID_HEAD_REGISTRY.register()
@@ -20,6 +20,9 @@ class LinearEmbeddingHead(nn.Module):
     positive, so without centring every RoI maps to nearly the same direction, all OIM cosines are
     ~1 and the softmax stays uniform (the loss sits at log(L + Q)).
     """
+
+    # the keys forward() returns
+    outputs = ("embeddings",)
 
     @configurable
     def __init__(self, *, in_features: List[str], in_channels: int, embed_dim: int, norm: str = ""):
@@ -45,13 +48,9 @@ class LinearEmbeddingHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_channels: Dict[str, int]):
-        names = list(cfg.MODEL.REID_HEAD.IN_FEATURES)
-        unknown = [n for n in names if n not in input_channels]
-        if unknown:
-            raise ValueError(
-                f"MODEL.REID_HEAD.IN_FEATURES {unknown} are not produced by the RoI head; "
-                f"available: {sorted(input_channels)}"
-            )
+        names = check_in_features(
+            cfg.MODEL.REID_HEAD.IN_FEATURES, input_channels, False, "LinearEmbeddingHead"
+        )
         return {
             "in_features": names,
             "in_channels": sum(input_channels[n] for n in names),

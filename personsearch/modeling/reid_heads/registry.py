@@ -1,6 +1,6 @@
 """Registry of re-identification embedding heads, selected by ``MODEL.REID_HEAD.NAME``."""
 
-from typing import Dict
+from typing import Dict, List, Sequence
 
 from detectron2.utils.registry import Registry
 from torch import nn
@@ -30,3 +30,34 @@ def build_reid_head(cfg, input_channels: Dict[str, int]) -> nn.Module:
             f"{sorted(k for k, _ in REID_HEAD_REGISTRY)}"
         )
     return REID_HEAD_REGISTRY.get(name)(cfg, input_channels)
+
+
+def check_in_features(
+    names: Sequence[str], input_channels: Dict[str, int], maps: bool, head: str
+) -> List[str]:
+    """Validate ``MODEL.REID_HEAD.IN_FEATURES`` for a head.
+
+    Args:
+        names: the configured feature names.
+        input_channels: channels of every feature the RoI head provides (pooled vectors such as
+            ``res4``/``res5`` and maps such as ``res4_map``/``res5_map``).
+        maps: the head reads RoI maps (names ending in ``_map``) rather than pooled vectors.
+        head: the head's name, for the message.
+
+    Returns:
+        The names as a list.
+    """
+    names = list(names)
+    if not names:
+        raise ValueError(f"MODEL.REID_HEAD.IN_FEATURES is empty; {head} needs at least one")
+    unknown = [n for n in names if n not in input_channels]
+    if unknown:
+        raise ValueError(
+            f"MODEL.REID_HEAD.IN_FEATURES {unknown} are not produced by the RoI head; "
+            f"available: {sorted(input_channels)}"
+        )
+    wrong = [n for n in names if n.endswith("_map") != maps]
+    if wrong:
+        kind = "RoI maps (names ending in '_map')" if maps else "pooled vectors (no '_map')"
+        raise ValueError(f"MODEL.REID_HEAD.IN_FEATURES {wrong}: {head} reads {kind}")
+    return names

@@ -57,13 +57,15 @@ class OIMROIHeads(PersonSearchROIHeads):
         if self.training:
             assert targets is not None, "OIMROIHeads needs targets in training"
             proposals = self.label_and_sample_proposals(proposals, targets)
-        feats = self.roi_features(features, [p.proposal_boxes for p in proposals])
+        boxes = [p.proposal_boxes for p in proposals]
+        feats = self.roi_features(features, boxes)
         predictions = self.box_predictor(feats["res5"])
-        embeddings = self.reid_head(feats)["embeddings"]
+        reid_out = self.reid_forward(features, boxes, feats)
         if self.training:
             losses = self.box_predictor.losses(predictions, proposals)
-            losses.update(self.reid_loss_from_embeddings(embeddings, proposals))
+            losses.update(self.reid_losses(reid_out, proposals))
             return [], losses
+        embeddings = reid_out["embeddings"]
         instances, kept = self.box_predictor.inference(predictions, proposals)
         for inst, keep, emb in zip(instances, kept, embeddings.split([len(p) for p in proposals])):
             inst.reid_feats = emb[keep]

@@ -1,6 +1,6 @@
 """Base class of the person-search RoI heads (C4: RoIAlign on res4, res5 per RoI)."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -26,10 +26,15 @@ class PersonSearchROIHeads(ROIHeads):
     the re-ID embedding head (``MODEL.REID_HEAD``) and the OIM loss (``MODEL.OIM``), and provides:
 
     * :meth:`roi_features`: pooled RoI features of any boxes;
+    * :meth:`reid_forward`: the embedding path (the re-ID head, extended by UGAS's modules when
+      ``MODEL.UGAS`` enables any; with none enabled it is the re-ID head alone);
     * :meth:`reid_targets`: the OIM identity of each sampled RoI (foreground RoIs carry the
       ``gt_pids`` of their matched person, -1 if unlabeled; other RoIs get ``NOT_A_PERSON``);
+    * :meth:`reid_losses`: the OIM loss (plus UGAS's losses) of sampled RoIs;
     * :meth:`embed_boxes`: L2-normalised embeddings of given boxes (query boxes, or ground-truth
-      boxes in the "GT boxes as detector" evaluation), from the same backbone features.
+      boxes in the "GT boxes as detector" evaluation), from the same backbone features;
+    * :meth:`inference_with_queries`: an image's detections and its query boxes' embeddings (and,
+      for heads that can, the exact CBGM query context) from one backbone pass.
     """
 
     @configurable
@@ -41,6 +46,7 @@ class PersonSearchROIHeads(ROIHeads):
         feature_head: Res5FeatureHead,
         reid_head: nn.Module,
         reid_loss: OIMLoss,
+        ugas: Optional[nn.Module] = None,
         **kwargs,
     ):
         """
@@ -49,7 +55,9 @@ class PersonSearchROIHeads(ROIHeads):
             pooler: RoIAlign pooler for that map.
             feature_head: res5 + global pooling, applied to every pooled RoI.
             reid_head: maps the pooled features to L2-normalised embeddings.
-            reid_loss: OIM loss with its memories.
+            reid_loss: OIM loss with its memories (on the final embedding).
+            ugas: the UGAS extension of the embedding path (:mod:`personsearch.modeling.ugas`), or
+                None for the plain re-ID head.
             kwargs: forwarded to :class:`detectron2.modeling.roi_heads.ROIHeads` (sampling,
                 matcher, number of classes).
         """
@@ -59,6 +67,7 @@ class PersonSearchROIHeads(ROIHeads):
         self.feature_head = feature_head
         self.reid_head = reid_head
         self.reid_loss = reid_loss
+        self.ugas = ugas
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -80,6 +89,10 @@ class PersonSearchROIHeads(ROIHeads):
             build_res5_stage(cfg), shape.channels, res5_out_channels(cfg), box_cfg.GLOBAL_POOL
         )
         reid_head = build_reid_head(cfg, feature_head.output_channels)
+        from ..ugas import build_ugas  # the UGAS package imports this module's constants
+
+        ugas = build_ugas(cfg, input_shape, feature_head.output_channels, reid_head)
+        embed_dim = ugas.embed_dim if ugas is not None else reid_head.embed_dim
         ret.update(
             in_features=in_features,
             pooler=ROIPooler(
@@ -90,25 +103,53 @@ class PersonSearchROIHeads(ROIHeads):
             ),
             feature_head=feature_head,
             reid_head=reid_head,
-            reid_loss=OIMLoss(cfg, reid_head.embed_dim),
+            reid_loss=OIMLoss(cfg, embed_dim),
+            ugas=ugas,
         )
         return ret
 
     def roi_features(
-        self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
+        self,
+        features: Dict[str, torch.Tensor],
+        boxes: List[Boxes],
+        head: Optional[Res5FeatureHead] = None,
     ) -> Dict[str, torch.Tensor]:
-        """Pool RoIs and run the feature head.
+        """Pool RoIs and run a res5 feature head.
 
         Args:
             features: backbone outputs, ``{name: (N, C, H, W)}``.
             boxes: per image, the RoIs in input-image coordinates.
+            head: the res5 head to run (default ``self.feature_head``, the one the embedding is
+                computed with; SeqNet's first stage passes its own).
 
         Returns:
-            ``{"res4": (R, C4), "res5": (R, C5), "res5_map": (R, C5, s, s)}`` with R = total RoIs,
-            images concatenated in order.
+            ``{"res4": (R, C4), "res5": (R, C5), "res4_map": (R, C4, S, S), "res5_map": (R, C5,
+            s, s)}`` with R = total RoIs, images concatenated in order.
         """
         x = self.pooler([features[f] for f in self.in_features], boxes)
-        return self.feature_head(x)
+        return (head or self.feature_head)(x)
+
+    def reid_forward(
+        self,
+        features: Dict[str, torch.Tensor],
+        boxes: List[Boxes],
+        roi_feats: Dict[str, torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        """The embedding path of RoIs.
+
+        Args:
+            features: backbone outputs (UGAS's shallow fusion pools its own levels from them).
+            boxes: per image, the RoIs ``roi_feats`` were pooled from.
+            roi_feats: the feature head's outputs for those RoIs.
+
+        Returns:
+            The re-ID head's outputs (at least ``"embeddings"``: (R, D) L2-normalised, the
+            retrieval embedding); with UGAS, its fused embedding and per-branch outputs.
+        """
+        out = self.reid_head(roi_feats)
+        if self.ugas is not None:
+            out = self.ugas(features, boxes, roi_feats, out)
+        return out
 
     def reid_targets(self, proposals: List[Instances]) -> torch.Tensor:
         """OIM identities of the sampled proposals, concatenated over images.
@@ -132,18 +173,23 @@ class PersonSearchROIHeads(ROIHeads):
             out.append(torch.where(fg, pids, torch.full_like(pids, NOT_A_PERSON)))
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
-    def reid_loss_from_embeddings(
-        self, embeddings: torch.Tensor, proposals: List[Instances]
+    def reid_losses(
+        self, reid_out: Dict[str, torch.Tensor], proposals: List[Instances]
     ) -> Dict[str, torch.Tensor]:
-        """OIM loss over the foreground proposals.
+        """OIM loss over the foreground proposals (and UGAS's losses when enabled).
 
         Args:
-            embeddings: (R, D) embeddings of the sampled proposals (images concatenated).
+            reid_out: :meth:`reid_forward` of the sampled proposals (images concatenated). OIM is
+                trained on ``"oim_features"`` when the head provides them (NAE+: the attention-
+                pooled, un-normalised embedding), else on ``"embeddings"``.
             proposals: the sampled proposals with ``gt_classes`` (and ``gt_pids``).
         """
         pids = self.reid_targets(proposals)
         person = pids != NOT_A_PERSON
-        return {"loss_oim": self.reid_loss(embeddings[person], pids[person])}
+        if self.ugas is not None:
+            return self.ugas.losses(reid_out, pids, person, self.reid_loss)
+        feats = reid_out.get("oim_features", reid_out["embeddings"])
+        return {"loss_oim": self.reid_loss(feats[person], pids[person])}
 
     def embed_boxes(
         self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
@@ -162,5 +208,31 @@ class PersonSearchROIHeads(ROIHeads):
             device = next(iter(features.values())).device
             dim = self.reid_head.embed_dim
             return [torch.zeros((0, dim), device=device) for _ in boxes]
-        embeddings = self.reid_head(self.roi_features(features, boxes))["embeddings"]
-        return list(embeddings.split(counts))
+        embeddings = self.reid_forward(features, boxes, self.roi_features(features, boxes))
+        return list(embeddings["embeddings"].split(counts))
+
+    def inference_with_queries(
+        self,
+        features: Dict[str, torch.Tensor],
+        proposals: List[Instances],
+        query_boxes: List[Boxes],
+        context_size: int = 0,
+    ) -> Tuple[List[Instances], List[torch.Tensor], List[List[torch.Tensor]]]:
+        """Detections and query embeddings of a batch of images (inference).
+
+        Args:
+            features: backbone outputs.
+            proposals: RPN proposals per image.
+            query_boxes: per image, query boxes in input-image coordinates (may be empty).
+            context_size: number of CBGM query-context entries to return per query (0: none).
+
+        Returns:
+            ``(instances, query_feats, contexts)``: per image the detections (as ``forward``),
+            the (Q_i, D) query embeddings, and per query its (K, D) context with the query first.
+            This base implementation returns no contexts (empty lists): the evaluator then
+            emulates them from the detections; heads that know their pre-NMS candidates override
+            it to give the reference's context exactly.
+        """
+        instances, _ = self.forward(None, features, proposals)
+        query_feats = self.embed_boxes(features, query_boxes)
+        return instances, query_feats, [[] for _ in instances]

@@ -26,7 +26,13 @@ class Res5FeatureHead(nn.Module):
             raise ValueError(f"MODEL.ROI_BOX_HEAD.GLOBAL_POOL must be 'max' or 'avg', got {pool!r}")
         self.res5 = res5
         self.pool = pool
-        self.output_channels = {"res4": res4_channels, "res5": res5_channels}
+        # pooled vectors (R, C) and the maps they are pooled from (R, C, s, s)
+        self.output_channels = {
+            "res4": res4_channels,
+            "res5": res5_channels,
+            "res4_map": res4_channels,
+            "res5_map": res5_channels,
+        }
 
     def _global_pool(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool == "max":
@@ -39,7 +45,13 @@ class Res5FeatureHead(nn.Module):
             x: (R, C4, S, S) RoIAlign'ed res4 features (S = 14 in the reference setting).
 
         Returns:
-            ``{"res4": (R, C4), "res5": (R, C5), "res5_map": (R, C5, S/2, S/2)}``.
+            ``{"res4": (R, C4), "res5": (R, C5), "res4_map": (R, C4, S, S) (the input itself),
+            "res5_map": (R, C5, ceil(S/2), ceil(S/2))}``.
         """
         y = self.res5(x)
-        return {"res4": self._global_pool(x), "res5": self._global_pool(y), "res5_map": y}
+        return {
+            "res4": self._global_pool(x),
+            "res5": self._global_pool(y),
+            "res4_map": x,
+            "res5_map": y,
+        }

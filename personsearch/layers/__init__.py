@@ -1,0 +1,3 @@
+"""Small layers shared by the heads."""
+
+from .norm import SyncBatchNormND, build_norm
