@@ -132,9 +132,71 @@ def _add_ugas_config(cfg: CN) -> None:
     # UGAS modules on the embedding path of any person-search RoI head (personsearch/modeling/
     # ugas). Each is switched on by its ENABLED key; with all three off the head is unchanged.
     cfg.MODEL.UGAS = CN()
+
+    # SFM, the shallow fusion module: per-box multi-scale shallow features fused with the deep
+    # (base head's) embedding.
     cfg.MODEL.UGAS.SFM = CN({"ENABLED": False})
+    # Registered module (personsearch.modeling.ugas.SFM_REGISTRY).
+    cfg.MODEL.UGAS.SFM.NAME = "ShallowFusionModule"
+    # Backbone features pooled per box, each with its own RoIAlign scale: "res2"/"res3" of the C4
+    # backbone (add them to MODEL.RESNETS.OUT_FEATURES) or FPN levels "p2"/"p3".
+    cfg.MODEL.UGAS.SFM.IN_FEATURES = ["res2", "res3"]
+    # RoIAlign output size, sampling ratio and type of the shallow levels.
+    cfg.MODEL.UGAS.SFM.POOLER_RESOLUTION = 14
+    cfg.MODEL.UGAS.SFM.POOLER_SAMPLING_RATIO = 2
+    cfg.MODEL.UGAS.SFM.POOLER_TYPE = "ROIAlign"
+    # Channels of each level's Conv1x1 + BN + ReLU (and of its 3x3 convs): the per-level vector.
+    cfg.MODEL.UGAS.SFM.CONV_DIM = 256
+    # Number of Conv3x3 + BN + ReLU after the 1x1 projection of each level (0 = none).
+    cfg.MODEL.UGAS.SFM.NUM_CONV = 1
+    # D_s of the shallow embedding (Linear + BN1d over the concatenated level vectors).
+    cfg.MODEL.UGAS.SFM.EMBED_DIM = 256
+    # Retrieval embedding: "concat" ([d/|d|; s/|s|] / sqrt 2, D_d + D_s dims; the poster's best),
+    # "mean" (normalize(d/|d| + s/|s|), needs D_s = D_d), "deep" (d only), "shallow" (s only).
+    # OIM's main loss (MODEL.OIM) is on this embedding; the detection score stays on the deep one.
+    cfg.MODEL.UGAS.SFM.FUSION = "concat"
+    # BatchNorm of the module: "BN" or "SyncBN".
+    cfg.MODEL.UGAS.SFM.NORM = "BN"
+    # Weights of the per-branch OIM losses on d and on s (each with its own lookup table and
+    # queue, sized like MODEL.OIM).
+    cfg.MODEL.UGAS.SFM.DEEP_LOSS_WEIGHT = 0.5
+    cfg.MODEL.UGAS.SFM.SHALLOW_LOSS_WEIGHT = 0.5
+
+    # SD, self-distillation: the deep branch's OIM logits teach the shallow branch (needs SFM).
     cfg.MODEL.UGAS.SD = CN({"ENABLED": False})
+    # Registered module (personsearch.modeling.ugas.SD_REGISTRY).
+    cfg.MODEL.UGAS.SD.NAME = "LogitDistillation"
+    # Temperature T of the softened distributions (the loss is scaled by T^2).
+    cfg.MODEL.UGAS.SD.TEMPERATURE = 3.0
+    # Weight of the deep -> shallow KL term.
+    cfg.MODEL.UGAS.SD.WEIGHT = 0.5
+    # First iteration with the loss (the memories are empty at first); -1: SOLVER.WARMUP_ITERS.
+    cfg.MODEL.UGAS.SD.START_ITER = -1
+    # Weight, relative to WEIGHT, of the reverse shallow -> deep term (0 = off).
+    cfg.MODEL.UGAS.SD.SYMMETRIC_WEIGHT = 0.0
+    # Weight of the feature hint 1 - cos(P s, d) with a training-only projector P (0 = off).
+    cfg.MODEL.UGAS.SD.HINT_WEIGHT = 0.0
+    # Distil on labeled foreground RoIs only (False: unlabeled foreground RoIs too).
+    cfg.MODEL.UGAS.SD.LABELED_ONLY = True
+
+    # UG, uncertainty guidance: the final embedding as a Gaussian (training only).
     cfg.MODEL.UGAS.UG = CN({"ENABLED": False})
+    # Registered module (personsearch.modeling.ugas.UG_REGISTRY).
+    cfg.MODEL.UGAS.UG.NAME = "GaussianEmbeddingUncertainty"
+    # Weight of the KL regulariser to N(0, I / D) (DUL's 0.01).
+    cfg.MODEL.UGAS.UG.KL_WEIGHT = 0.01
+    # Initial sigma per dimension and initial scale of the variance head (PFE's initialisation:
+    # near-constant, small variance at the start).
+    cfg.MODEL.UGAS.UG.INIT_SIGMA = 0.01
+    cfg.MODEL.UGAS.UG.INIT_SCALE = 0.0001
+    # Samples per RoI in training (their OIM losses are averaged; memories updated once, with the
+    # mean).
+    cfg.MODEL.UGAS.UG.NUM_SAMPLES = 1
+    # BatchNorm of the variance head: "BN" or "SyncBN".
+    cfg.MODEL.UGAS.UG.NORM = "BN"
+    # Also run the variance head at inference and give every detection an "uncertainty" (mean
+    # log-variance of its embedding). Off: UG costs nothing at inference.
+    cfg.MODEL.UGAS.UG.OUTPUT_VARIANCE = False
 
 
 def _add_solver_config(cfg: CN) -> None:

@@ -349,7 +349,9 @@ def validate_results(results: Mapping[str, Any], records: List[Mapping[str, Any]
                     f"(K, {feat.shape[0]}) with K >= 1 (row 0 = the query)."
                 )
             if not np.all(np.isfinite(ctx)):
-                raise ValueError(f"results: query_index {qi} 'context_feats' has non-finite values.")
+                raise ValueError(
+                    f"results: query_index {qi} 'context_feats' has non-finite values."
+                )
     missing_q = sorted(set(expected) - seen)
     if missing_q:
         raise ValueError(

@@ -144,9 +144,11 @@ def pack_results(results: Mapping, records: Sequence[Mapping], dim: int):
         np.array([int(q["person_id"]) for q in qs], np.int64),
         np.array([_np(q["feat"]).astype(np.float32).reshape(-1) for q in qs]).reshape(len(qs), dim),
         [
-            None
-            if q.get("context_feats") is None
-            else _np(q["context_feats"]).astype(np.float32).reshape(-1, dim)
+            (
+                None
+                if q.get("context_feats") is None
+                else _np(q["context_feats"]).astype(np.float32).reshape(-1, dim)
+            )
             for q in qs
         ],
     )

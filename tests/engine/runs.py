@@ -34,8 +34,14 @@ def make_tiny_dataset(root: str) -> str:
     return root
 
 
-def train_net_args(output_dir: str, opts: Sequence = (), flags: Sequence[str] = ()) -> List[str]:
-    """``train_net.py`` arguments: the tiny model on the driver's datasets, then ``opts``."""
+def train_net_args(
+    output_dir: str,
+    opts: Sequence = (),
+    flags: Sequence[str] = (),
+    config_file: str = "Base-PersonSearch.yaml",
+) -> List[str]:
+    """``train_net.py`` arguments: the tiny model (``config_file`` under configs/, shrunk by
+    ``TINY_MODEL_OPTS``) on the driver's datasets, then ``opts``."""
     base = [str(v) for v in TINY_MODEL_OPTS] + [
         "DATASETS.TRAIN", '("driver_train",)',
         "DATASETS.TEST", '("driver_test",)',
@@ -43,7 +49,7 @@ def train_net_args(output_dir: str, opts: Sequence = (), flags: Sequence[str] = 
         "TEST.SEARCH.GALLERY_SIZE", "4",
         "OUTPUT_DIR", output_dir,
     ]  # fmt: skip
-    config = os.path.join(CONFIGS, "Base-PersonSearch.yaml")
+    config = os.path.join(CONFIGS, config_file)
     return list(flags) + ["--config-file", config] + base + [str(v) for v in opts]
 
 

@@ -1,5 +1,7 @@
 """Online Instance Matching (OIM) loss with its lookup table and circular queue."""
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -65,26 +67,41 @@ class OIMLoss(nn.Module):
         self.register_buffer("queue_head", torch.zeros((), dtype=torch.long))
 
     @classmethod
-    def from_config(cls, cfg, feat_dim: int):
+    def from_config(cls, cfg, feat_dim: int, loss_weight: Optional[float] = None):
         return {
             "num_pids": cfg.MODEL.OIM.NUM_PIDS,
             "queue_size": cfg.MODEL.OIM.CQ_SIZE,
             "feat_dim": feat_dim,
             "scalar": cfg.MODEL.OIM.SCALAR,
             "momentum": cfg.MODEL.OIM.MOMENTUM,
-            "loss_weight": cfg.MODEL.OIM.LOSS_WEIGHT,
+            "loss_weight": cfg.MODEL.OIM.LOSS_WEIGHT if loss_weight is None else loss_weight,
         }
 
-    def forward(self, feats: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        feats: torch.Tensor,
+        pids: torch.Tensor,
+        memory_feats: Optional[torch.Tensor] = None,
+        return_logits: bool = False,
+        update_memory: bool = True,
+    ):
         """Compute the loss and update the memories.
 
         Args:
-            feats: (N, D) L2-normalised features of foreground RoIs.
+            feats: (N, D) features of foreground RoIs (L2-normalised; NAE+ passes its attention-
+                pooled embedding un-normalised, as the reference).
             pids: (N,) int64 identity of each RoI: 0..L-1 labeled, -1 unlabeled.
+            memory_feats: (N, D) features written into the memories instead of ``feats`` (UGAS's
+                uncertainty guidance computes the logits of a sampled embedding but updates the
+                memories with its mean); None: ``feats``.
+            return_logits: also return the (N, L + Q) logits (before the update).
+            update_memory: update the memories (training only). False for extra forward passes
+                of the same RoIs (several UGAS samples), which must update them once.
 
         Returns:
             Scalar loss (already multiplied by ``loss_weight``). It is an exact zero that keeps the
-            graph when no RoI is labeled (plain cross-entropy would return NaN there).
+            graph when no RoI is labeled (plain cross-entropy would return NaN there). With
+            ``return_logits``, ``(loss, logits)``.
         """
         if pids.numel() and int(pids.max()) >= self.num_pids:
             raise ValueError(
@@ -100,10 +117,12 @@ class OIMLoss(nn.Module):
             loss = F.cross_entropy(logits[labeled], pids[labeled])
         else:
             loss = feats.sum() * 0.0
-        if self.training:
+        if self.training and update_memory:
+            update = feats if memory_feats is None else memory_feats
             with torch.no_grad():
-                self._update(all_gather_rows(feats.detach()), all_gather_rows(pids))
-        return loss * self.loss_weight
+                self._update(all_gather_rows(update.detach()), all_gather_rows(pids))
+        loss = loss * self.loss_weight
+        return (loss, logits) if return_logits else loss
 
     @torch.no_grad()
     def _update(self, feats: torch.Tensor, pids: torch.Tensor) -> None:

@@ -13,6 +13,10 @@ from .norm_aware import init_projection, split_embedding_dim
 from .registry import REID_HEAD_REGISTRY, check_in_features
 
 
+def _projector_name(feature: str) -> str:
+    return feature[: -len("_map")] if feature.endswith("_map") else feature
+
+
 @REID_HEAD_REGISTRY.register()
 class PixelNormAwareEmbeddingHead(nn.Module):
     """NAE+ (the pixel-wise NAE of Chen et al., CVPR 2020).
@@ -58,7 +62,8 @@ class PixelNormAwareEmbeddingHead(nn.Module):
                 nn.Conv2d(c, d, kernel_size=1), build_norm(norm, d, 2, "MODEL.REID_HEAD.NORM")
             )
             init_projection(proj[0], proj[1])
-            self.projectors[name] = proj
+            # named like NAE's projectors ("res4", "res5"), so that NAE's weights load into them
+            self.projectors[_projector_name(name)] = proj
         self.rescaler = build_norm(norm, 1, 2, "MODEL.REID_HEAD.NORM")
 
     @classmethod
@@ -75,10 +80,14 @@ class PixelNormAwareEmbeddingHead(nn.Module):
 
     def project(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-cell un-normalised embeddings x: (R, D, H, W), H x W the last map's size."""
-        maps = [self.projectors[n](features[n]) for n in self.in_features]
+        maps = [self.projectors[_projector_name(n)](features[n]) for n in self.in_features]
         size = maps[-1].shape[-2:]
         maps = [
-            m if m.shape[-2:] == size else F.interpolate(m, size, mode="bilinear", align_corners=False)
+            (
+                m
+                if m.shape[-2:] == size
+                else F.interpolate(m, size, mode="bilinear", align_corners=False)
+            )
             for m in maps
         ]
         return torch.cat(maps, dim=1)

@@ -3,9 +3,9 @@
 from typing import List
 
 import torch
-from fvcore.nn import smooth_l1_loss
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Instances
+from fvcore.nn import smooth_l1_loss
 from torch import nn
 
 from personsearch.layers import build_norm
