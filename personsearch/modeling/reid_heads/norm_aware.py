@@ -35,7 +35,8 @@ class NormAwareEmbeddingHead(nn.Module):
     identity = ``x / r``, detection logit = ``BN_1(r)`` (the "rescaler", a 1-channel BatchNorm).
 
     With ``IN_FEATURES [res4, res5]`` the max-pooled RoIAlign res4 input (1024-d for R50) and the
-    max-pooled res5 output (2048-d) are each projected to D/2 = 128 dimensions. ``sigmoid(logit)`` is
+    max-pooled res5 output (2048-d) are each projected to D/2 = 128 dimensions.
+    ``sigmoid(logit)`` is
     the detection score (trained with binary cross-entropy by the RoI head); OIM is applied to the
     unit direction. There is no softmax classifier.
     """

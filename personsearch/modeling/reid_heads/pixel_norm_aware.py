@@ -24,7 +24,8 @@ class PixelNormAwareEmbeddingHead(nn.Module):
     Each RoI map (``IN_FEATURES [res4_map, res5_map]``: the 14x14 RoIAlign res4 input and the 7x7
     res5 output) is projected per cell by a 1x1 conv + BatchNorm2d to its share of D; the projected
     maps are bilinearly resized (``align_corners=False``) to the size of the last map (7x7; for the
-    14x14 res4 map this equals a 2x2 average) and concatenated into per-cell embeddings x_ij. Per cell:
+    14x14 res4 map this equals a 2x2 average) and concatenated into per-cell embeddings x_ij.
+    Per cell:
     ``r_ij = ||x_ij||``, direction ``theta_ij = x_ij / r_ij``, logit ``l_ij = BN2d_1(r_ij)`` (one
     BatchNorm over all cells and RoIs), attention ``a_ij = sigmoid(l_ij)``. The RoI embedding is
     ``e = mean_ij(a_ij theta_ij)``; OIM is trained on e itself (not re-normalised, as the

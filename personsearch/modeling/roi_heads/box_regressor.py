@@ -17,7 +17,8 @@ class NormAwareBoxRegressor(nn.Module):
     """Class-agnostic box deltas ``BN1d(W f + b)`` from a pooled res5 vector.
 
     The reference (NAE ``CoordRegressor``, SeqNet ``BBoxRegressor``) predicts 8 outputs (background
-    and person) with a BatchNorm1d(8) after the linear layer and uses only the person rows; BatchNorm
+    and person) with a BatchNorm1d(8) after the linear layer and uses only the person rows;
+    BatchNorm
     treats every channel on its own, so keeping just the 4 person rows is the same function
     (``tools/convert_checkpoint.py`` takes rows 4:8 of the official weights). Initialised as the
     reference: N(0, 0.01) on the linear and the BN weights, zero biases.

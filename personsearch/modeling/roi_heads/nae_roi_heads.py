@@ -21,7 +21,8 @@ class NAEROIHeads(PersonSearchROIHeads):
     """Detection and re-identification from one norm-aware embedding per RoI.
 
     Every sampled proposal goes through RoIAlign (res4) -> res5 -> global max pooling; the re-ID
-    head (``MODEL.REID_HEAD.NAME: NormAwareEmbeddingHead``) projects the pooled res4 and res5 vectors
+    head (``MODEL.REID_HEAD.NAME: NormAwareEmbeddingHead``) projects the pooled res4 and res5
+    vectors
     to x; ``sigmoid(BN(||x||))`` is the detection score and ``x / ||x||`` the identity; a
     class-agnostic box regressor (Linear + BN) reads the pooled res5 vector. There is no softmax
     classifier. Embeddings belong to the proposals (a detection carries the embedding of the
