@@ -136,6 +136,14 @@ class SeqNetROIHeads(NAEROIHeads):
         self, features: Dict[str, torch.Tensor], proposals: List[Instances]
     ) -> Tuple[List[Instances], List[Candidates]]:
         """Stage 1 on the proposals, then stage 2 on its detections (see the class docstring)."""
+        _, instances, candidates = self.detect_stages(features, proposals)
+        return instances, candidates
+
+    def detect_stages(
+        self, features: Dict[str, torch.Tensor], proposals: List[Instances]
+    ) -> Tuple[List[Instances], List[Instances], List[Candidates]]:
+        """:meth:`detect` that also returns stage 1's detections (``pred_boxes``, ``scores``, no
+        embeddings), for analysis: ``(stage1, final, candidates)``."""
         predictions = self.stage1(features, proposals)
         probs = self.box_predictor.predict_probs(predictions, proposals)
         boxes = self.box_predictor.predict_boxes(predictions, proposals)
@@ -175,4 +183,4 @@ class SeqNetROIHeads(NAEROIHeads):
             )
             instances.append(final)
             candidates.append(cand)
-        return instances, candidates
+        return first, instances, candidates
