@@ -56,6 +56,11 @@ def _add_roi_head_config(cfg: CN) -> None:
     # How the C4 RoI head turns per-RoI maps into vectors: "max" (global max pooling, as the
     # official NAE/SeqNet code does despite its comments) or "avg" (the original OIM Caffe model).
     cfg.MODEL.ROI_BOX_HEAD.GLOBAL_POOL = "max"
+    # RoIAlign implementation on the CPU for the person-search heads and UGAS's SFM: "sparse"
+    # (personsearch.layers.roi_align: a sparse-matrix product equal to torchvision's values to
+    # float rounding, with a multithreaded backward several times faster) or "torchvision" (its
+    # kernel; serial backward). CUDA tensors always use torchvision's kernel.
+    cfg.MODEL.ROI_BOX_HEAD.ROI_ALIGN_CPU = "sparse"
 
 
 def _add_reid_config(cfg: CN) -> None:

@@ -1,3 +1,5 @@
 """Small layers shared by the heads."""
 
 from .norm import SyncBatchNormND, build_norm
+from .poolers import build_roi_pooler
+from .roi_align import ROIAlign, roi_align_sparse

@@ -10,6 +10,8 @@ from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from personsearch.layers import build_roi_pooler
+
 from ..backbone.resnet import build_res5_stage, res5_out_channels
 from ..losses.oim import OIMLoss
 from ..reid_heads.registry import build_reid_head
@@ -95,11 +97,12 @@ class PersonSearchROIHeads(ROIHeads):
         embed_dim = ugas.embed_dim if ugas is not None else reid_head.embed_dim
         ret.update(
             in_features=in_features,
-            pooler=ROIPooler(
-                output_size=box_cfg.POOLER_RESOLUTION,
-                scales=(1.0 / shape.stride,),
-                sampling_ratio=box_cfg.POOLER_SAMPLING_RATIO,
-                pooler_type=box_cfg.POOLER_TYPE,
+            pooler=build_roi_pooler(
+                box_cfg.POOLER_RESOLUTION,
+                (1.0 / shape.stride,),
+                box_cfg.POOLER_SAMPLING_RATIO,
+                box_cfg.POOLER_TYPE,
+                box_cfg.ROI_ALIGN_CPU,
             ),
             feature_head=feature_head,
             reid_head=reid_head,

@@ -10,7 +10,7 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes
 from torch import nn
 
-from personsearch.layers import build_norm
+from personsearch.layers import build_norm, build_roi_pooler
 
 from .registry import SFM_REGISTRY
 
@@ -115,11 +115,12 @@ class ShallowFusionModule(nn.Module):
                 "that outputs them (build_person_search_resnet_c4_fpn_backbone for p2/p3)"
             )
         poolers = [
-            ROIPooler(
-                output_size=c.POOLER_RESOLUTION,
-                scales=(1.0 / input_shape[n].stride,),
-                sampling_ratio=c.POOLER_SAMPLING_RATIO,
-                pooler_type=c.POOLER_TYPE,
+            build_roi_pooler(
+                c.POOLER_RESOLUTION,
+                (1.0 / input_shape[n].stride,),
+                c.POOLER_SAMPLING_RATIO,
+                c.POOLER_TYPE,
+                cfg.MODEL.ROI_BOX_HEAD.ROI_ALIGN_CPU,
             )
             for n in names
         ]
