@@ -123,3 +123,23 @@ def test_validation_errors_name_the_culprit(toy, edit, message):
     records, results = toy
     with pytest.raises(ValueError, match=message):
         validate_results(_broken(results, edit), records)
+
+
+def test_optional_query_contexts_round_trip_and_validation(tmp_path, toy):
+    records, results = toy
+    queries = copy.deepcopy(results["queries"])
+    queries[0]["context_feats"] = torch.stack([queries[0]["feat"], torch.tensor([0.0, 1.0])])
+    res = build_results("toy", results["gallery"], queries)
+    path = str(tmp_path / "r.pth")
+    save_results(path, res)
+    loaded = load_results(path)
+    assert loaded["queries"][0]["context_feats"].shape == (2, 2)
+    assert "context_feats" not in loaded["queries"][1]  # optional per query
+    assert validate_results(loaded, records) == 2
+    bad = copy.deepcopy(loaded)
+    bad["queries"][0]["context_feats"] = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"query_index 0 'context_feats' has shape .*\(K, 2\)"):
+        validate_results(bad, records)
+    bad["queries"][0]["context_feats"] = torch.full((1, 2), float("nan"))
+    with pytest.raises(ValueError, match="context_feats' has non-finite"):
+        validate_results(bad, records)

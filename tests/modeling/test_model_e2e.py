@@ -21,6 +21,20 @@ def test_every_config_file_loads():
         assert cfg.MODEL.META_ARCHITECTURE == "PersonSearchRCNN", f
 
 
+def test_every_config_file_builds_a_model():
+    # every method and ablation config builds (at the tiny test size: the structure is the
+    # config's, the widths and sizes are shrunk)
+    from detectron2.modeling import build_model
+
+    files = sorted(glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True))
+    for f in files:
+        cfg = tiny_cfg(os.path.relpath(f, CONFIGS), ["MODEL.UGAS.SFM.CONV_DIM", 8])
+        if cfg.MODEL.UGAS.SFM.FUSION == "mean":
+            cfg.MODEL.UGAS.SFM.EMBED_DIM = cfg.MODEL.REID_HEAD.EMBED_DIM
+        model = build_model(cfg)
+        assert type(model.roi_heads).__name__ == cfg.MODEL.ROI_HEADS.NAME, f
+
+
 def test_unknown_config_key_fails_naming_it(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(

@@ -107,3 +107,36 @@ def test_register_json_trains_and_evaluates_on_your_own_data(tiny_synthetic, tmp
             if name in DatasetCatalog.list():
                 DatasetCatalog.remove(name)
                 MetadataCatalog.remove(name)
+
+
+def test_seqnet_cbgm_online_equals_offline(tiny_synthetic, tmp_path):
+    """``TEST.SEARCH.CBGM.ENABLED True`` with ``--eval-only`` and ``evaluate_search.py --cbgm`` on
+    the saved results file give the same numbers; the file holds the exact query contexts."""
+    from tests.common import load_tool
+
+    torch.manual_seed(0)
+    cfg_file = os.path.join(CONFIGS, "synthetic", "SeqNet_R10.yaml")
+    opts = tiny_opts(tiny_synthetic, tmp_path, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+                     "TEST.SEARCH.DET_THRESH", "0.0")  # fmt: skip
+    train_net_main(["--config-file", cfg_file, *opts])
+    weights = str(tmp_path / "model_final.pth")
+    online = train_net_main(
+        ["--config-file", cfg_file, "--eval-only"]
+        + tiny_opts(tiny_synthetic, tmp_path / "cbgm", "MODEL.WEIGHTS", weights,
+                    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.SEARCH.DET_THRESH", "0.0",
+                    "TEST.SEARCH.CBGM.ENABLED", "True")  # fmt: skip
+    )
+    results = tmp_path / "cbgm" / "inference" / tiny_synthetic["test"] / "search_results.pth"
+    saved = torch.load(results, weights_only=True)
+    contexts = [q["context_feats"] for q in saved["queries"]]
+    assert all(
+        c.shape[0] >= 1 and torch.equal(c[0], q["feat"]) for c, q in zip(contexts, saved["queries"])
+    )
+    tool = load_tool("evaluate_search")
+    out = tmp_path / "offline"
+    tool.main(["--results", str(results), "--dataset", tiny_synthetic["test"], "--cbgm",
+               "--det-thresh", "0.0", "--gallery-size", "4", "--output", str(out)])  # fmt: skip
+    offline = json.load(open(out / "metrics.json"))
+    assert offline["search"] == pytest.approx(online["search"], abs=1e-9)
+    assert offline["info"]["cbgm_k1"] == 10 and offline["info"]["cbgm_k2"] == 3  # CUHK-SYSU's
+    assert offline["info"]["cbgm_exact_contexts"] == len(contexts)
