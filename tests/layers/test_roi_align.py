@@ -29,7 +29,9 @@ def _rois(n, h, w, scale, count, seed):
 
 
 @pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("output_size,sampling_ratio,scale", [(7, 1, 1 / 16), (14, 2, 1 / 16), (5, 3, 1 / 4)])
+@pytest.mark.parametrize(
+    "output_size,sampling_ratio,scale", [(7, 1, 1 / 16), (14, 2, 1 / 16), (5, 3, 1 / 4)]
+)
 def test_values_and_gradients_equal_torchvision(aligned, output_size, sampling_ratio, scale):
     torch.manual_seed(0)
     feats = torch.randn(2, 6, 20, 27, requires_grad=True)
