@@ -268,3 +268,18 @@ def test_branch_memories_are_saved_and_restored(tmp_path):
             a = getattr(getattr(model.roi_heads.ugas, name), key)
             b = getattr(getattr(fresh.roi_heads.ugas, name), key)
             assert torch.equal(a, b), (name, key)
+
+
+@pytest.mark.parametrize(
+    "opts,message",
+    [
+        (["MODEL.UGAS.SD.TEMPERATURE", 0.0], "MODEL.UGAS.SD.TEMPERATURE must be > 0, got 0.0"),
+        (["MODEL.UGAS.UG.NUM_SAMPLES", 0], "MODEL.UGAS.UG.NUM_SAMPLES must be >= 1, got 0"),
+        (["MODEL.UGAS.UG.INIT_SIGMA", -1.0], "MODEL.UGAS.UG.INIT_SIGMA must be > 0, got -1.0"),
+        (["MODEL.UGAS.SFM.NAME", "X"], "MODEL.UGAS.SFM.NAME 'X' is not registered"),
+        (["MODEL.UGAS.UG.NORM", "GN"], "MODEL.UGAS.UG.NORM must be one of"),
+    ],
+)
+def test_bad_ugas_values_name_the_key(opts, message):
+    with pytest.raises(ValueError, match=message):
+        ugas(opts=opts)
