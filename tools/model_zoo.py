@@ -1,0 +1,304 @@
+#!/usr/bin/env python
+"""Reproduce the synthetic model zoo: train every synthetic config over several seeds, score each
+run under every protocol we publish, and write the tables and the ablation chart.
+
+    python tools/model_zoo.py                       # every group, seeds 0 1 2 (resumable)
+    python tools/model_zoo.py --groups ablation --seeds 0 1 2 3
+    python tools/model_zoo.py --tables-only         # rebuild tables/plots from finished runs
+    python tools/model_zoo.py --update MODEL_ZOO.md # also replace the marked section there
+
+Each run trains ``tools/train_net.py --config-file <config> SEED <s>`` into
+``<output>/<config>/seed<s>`` (a run with a checkpoint but no result is continued with
+``--resume``; a finished run, marked by its ``result.json``, is skipped), then scores the saved
+``search_results.pth`` offline (``personsearch.evaluation.score_results``): the full test split
+(gallery 100), the low-resolution subset (CUHK-SYSU(L)-style ``Resolution.mat``), without CWS,
+with CBGM, and once more with ground-truth boxes as detections (``--eval-only
+TEST.SEARCH.USE_GT_BOXES True``). Tables report mean +- standard deviation (n - 1) over seeds.
+"""
+
+import argparse
+import json
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
+logger = logging.getLogger("model_zoo")
+
+# (row label, config under configs/) per group; a config listed in several groups is run once
+GROUPS: Dict[str, List[Tuple[str, str]]] = {
+    "methods": [
+        ("OIM", "synthetic/OIM_R10.yaml"),
+        ("NAE", "synthetic/NAE_R10.yaml"),
+        ("NAE+", "synthetic/NAE+_R10.yaml"),
+        ("SeqNet", "synthetic/SeqNet_R10.yaml"),
+        ("UGAS on NAE", "synthetic/UGAS-NAE_R10.yaml"),
+        ("UGAS on SeqNet", "synthetic/UGAS_R10.yaml"),
+    ],
+    "ablation": [
+        ("(a) SeqNet", "synthetic/SeqNet_R10.yaml"),  # = ablations/a_SeqNet.yaml (same model)
+        ("(b) + SFM", "synthetic/ablations/b_SFM.yaml"),
+        ("(c) + SFM + SD", "synthetic/ablations/c_SFM_SD.yaml"),
+        ("(d) + UG", "synthetic/ablations/d_UG.yaml"),
+        ("(e) + SFM + SD + UG", "synthetic/UGAS_R10.yaml"),
+    ],
+    "fusion": [
+        ("deep", "synthetic/ablations/fusion_deep.yaml"),
+        ("shallow", "synthetic/ablations/fusion_shallow.yaml"),
+        ("mean", "synthetic/ablations/fusion_mean.yaml"),
+        ("concat", "synthetic/ablations/b_SFM.yaml"),  # = fusion_concat.yaml
+        ("deep + SD", "synthetic/ablations/fusion_deep_SD.yaml"),
+        ("shallow + SD", "synthetic/ablations/fusion_shallow_SD.yaml"),
+        ("mean + SD", "synthetic/ablations/fusion_mean_SD.yaml"),
+        ("concat + SD", "synthetic/ablations/c_SFM_SD.yaml"),  # = fusion_concat_SD.yaml
+    ],
+}
+# (column title, key in result.json); the keys are filled by _score_run
+COLUMNS = [
+    ("mAP", "mAP"),
+    ("top-1", "top1"),
+    ("det. AP", "det_AP"),
+    ("recall", "det_recall"),
+    ("mAP (L)", "lowres_mAP"),
+    ("mAP w/o CWS", "nocws_mAP"),
+    ("mAP +CBGM", "cbgm_mAP"),
+    ("mAP GT boxes", "gt_mAP"),
+    ("train min", "train_minutes"),
+]
+BEGIN, END = "<!-- model-zoo:synthetic:begin -->", "<!-- model-zoo:synthetic:end -->"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    # which groups of GROUPS to run and tabulate
+    p.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    # run these configs (paths under configs/) instead of the groups, in one table
+    p.add_argument("--configs", nargs="+", default=None)
+    # training seeds (SEED); every config is trained once per seed
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    # where runs, tables and plots go
+    p.add_argument("--output", default="output/model_zoo")
+    # the test split the runs are scored on (registered name)
+    p.add_argument("--dataset", default="synthetic_test")
+    # CUHK-SYSU-style gallery size of the published tables
+    p.add_argument("--gallery-size", type=int, default=100)
+    # do not train; rebuild tables and plots from finished runs
+    p.add_argument("--tables-only", action="store_true")
+    # print the planned runs and exit
+    p.add_argument("--dry-run", action="store_true")
+    # replace the section between the model-zoo markers of this markdown file with the tables
+    p.add_argument("--update", default="")
+    # forwarded to every train_net.py call (e.g. --register-json NAME JSON ROOT); repeatable
+    p.add_argument("--register-json", nargs=3, action="append", default=[], metavar="X")
+    # trailing KEY VALUE config overrides for every run (e.g. SOLVER.MAX_ITER 10 for a quick look)
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[])
+    return p
+
+
+def _run_dir(output: str, config: str, seed: int) -> str:
+    return os.path.join(output, os.path.splitext(config)[0], f"seed{seed}")
+
+
+def _train_net(args: argparse.Namespace, config: str, opts: Sequence[str], log: str, *flags):
+    cmd = [sys.executable, TRAIN_NET, "--config-file", os.path.join(REPO, "configs", config)]
+    for r in args.register_json:
+        cmd += ["--register-json", *r]
+    cmd += list(flags) + [str(o) for o in opts]
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        t0 = time.perf_counter()
+        code = subprocess.call(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {code}; see {log}")
+    return time.perf_counter() - t0
+
+
+def _training_minutes(out: str) -> Optional[float]:
+    """detectron2's "Total training time: H:MM:SS" of the run's log, in minutes."""
+    path = os.path.join(out, "log.txt")
+    if not os.path.isfile(path):
+        return None
+    found = re.findall(r"Total training time: (\d+):(\d+):(\d+)", open(path, errors="replace").read())
+    if not found:
+        return None
+    h, m, s = map(int, found[-1])
+    return h * 60 + m + s / 60
+
+
+def _score_run(args: argparse.Namespace, out: str) -> Dict[str, float]:
+    """Every published number of one finished run (see the module docstring)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from personsearch.evaluation import SearchOptions, load_results, score_results
+
+    records = DatasetCatalog.get(args.dataset)
+    meta = MetadataCatalog.get(args.dataset)
+    base = SearchOptions(gallery_size=args.gallery_size)
+    raw = load_results(os.path.join(out, "inference", args.dataset, "search_results.pth"))
+    full = score_results(raw, records, meta, base)
+    res = {
+        "mAP": full["search"]["mAP"],
+        "top1": full["search"]["top1"],
+        "top5": full["search"]["top5"],
+        "det_AP": full["detection"]["AP"],
+        "det_recall": full["detection"]["recall"],
+    }
+    subset = "resolution" if meta.get("protocol") == "cuhk_sysu" else "lowres"
+    low = score_results(raw, records, meta, base.with_(subset=subset), evaluate_detection=False)
+    res["lowres_mAP"] = low["search"]["mAP"]
+    res["lowres_queries"] = low["info"]["num_queries"]
+    nocws = score_results(raw, records, meta, base.with_(cws=False), evaluate_detection=False)
+    res["nocws_mAP"] = nocws["search"]["mAP"]
+    cbgm = score_results(raw, records, meta, base.with_(cbgm=True), evaluate_detection=False)
+    res["cbgm_mAP"] = cbgm["search"]["mAP"]
+    gt_raw = load_results(os.path.join(out, "gt", "inference", args.dataset, "search_results.pth"))
+    gt = score_results(gt_raw, records, meta, base, evaluate_detection=False)
+    res["gt_mAP"] = gt["search"]["mAP"]
+    res["gt_top1"] = gt["search"]["top1"]
+    res["train_minutes"] = _training_minutes(out)
+    return res
+
+
+def run_one(args: argparse.Namespace, config: str, seed: int) -> Dict[str, float]:
+    """Train (or continue, or skip) one run and score it; returns its ``result.json``."""
+    out = _run_dir(args.output, config, seed)
+    done = os.path.join(out, "result.json")
+    if os.path.isfile(done):
+        return json.load(open(done))
+    if args.tables_only:
+        return {}
+    os.makedirs(out, exist_ok=True)
+    log = os.path.join(out, "model_zoo.log")
+    opts = ["SEED", seed, "OUTPUT_DIR", out] + list(args.opts)
+    if not os.path.isfile(os.path.join(out, "model_final.pth")):
+        resume = os.path.isfile(os.path.join(out, "last_checkpoint"))
+        logger.info("train %s seed %d%s -> %s", config, seed, " (resumed)" if resume else "", out)
+        _train_net(args, config, opts, log, *(["--resume"] if resume else []))
+    gt_opts = list(args.opts) + [
+        "SEED", seed,
+        "OUTPUT_DIR", os.path.join(out, "gt"),
+        "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"),
+        "TEST.SEARCH.USE_GT_BOXES", "True",
+    ]  # fmt: skip
+    _train_net(args, config, gt_opts, log, "--eval-only")
+    res = _score_run(args, out)
+    res.update(config=config, seed=seed)
+    tmp = done + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(res, f, indent=2)
+    os.replace(tmp, done)
+    return res
+
+
+def _mean_std(values: List[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def table(rows: List[Tuple[str, str]], results: Dict[str, List[Dict]], seeds) -> str:
+    """A markdown table: one row per (label, config), mean ± std over its finished seeds."""
+    head = "| model | config | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (3 + len(COLUMNS))]
+    for label, config in rows:
+        runs = [r for r in results.get(config, []) if r]
+        cells = [_mean_std([r.get(k) for r in runs]) for _, k in COLUMNS]
+        lines.append(f"| {label} | `{config}` | {len(runs)}/{len(seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
+    """Bar chart of mAP (and low-resolution mAP) with std error bars, one panel per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], groups.items()):
+        labels = [label for label, _ in rows]
+        x = np.arange(len(rows))
+        for off, key, title in ((-0.2, "mAP", "mAP"), (0.2, "lowres_mAP", "mAP (L)")):
+            vals = [[r[key] for r in results.get(c, []) if r] for _, c in rows]
+            mean = [np.mean(v) if v else 0 for v in vals]
+            std = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
+            ax.bar(x + off, mean, 0.4, yerr=std, capsize=3, label=title)
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ax.set_title(name)
+        ax.set_ylabel("%")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import personsearch  # noqa: F401  (registers the built-in datasets)
+    from personsearch.utils.cli import register_json_datasets
+
+    register_json_datasets(args.register_json)
+    if args.configs:
+        groups = {"configs": [(os.path.splitext(os.path.basename(c))[0], c) for c in args.configs]}
+    else:
+        groups = {g: GROUPS[g] for g in args.groups}
+    configs = list(dict.fromkeys(c for rows in groups.values() for _, c in rows))
+    missing = [c for c in configs if not os.path.isfile(os.path.join(REPO, "configs", c))]
+    if missing:
+        raise FileNotFoundError(f"config(s) not found under configs/: {missing}")
+    plan = [(c, s) for s in args.seeds for c in configs]  # every config once per seed first
+    if args.dry_run:
+        for c, s in plan:
+            state = "done" if os.path.isfile(
+                os.path.join(_run_dir(args.output, c, s), "result.json")
+            ) else "to run"
+            print(f"{c} seed {s}: {state}")
+        return 0
+    results: Dict[str, List[Dict]] = {c: [] for c in configs}
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    iterator = tqdm(plan, desc="model zoo runs") if tqdm else plan
+    for c, s in iterator:
+        results[c].append(run_one(args, c, s))
+    os.makedirs(args.output, exist_ok=True)
+    text = [f"Synthetic model zoo, seeds {args.seeds}, gallery size {args.gallery_size}, "
+            f"`python tools/model_zoo.py {' '.join(argv or sys.argv[1:])}`"]  # fmt: skip
+    for name, rows in groups.items():
+        text.append(f"\n**{name}**\n\n" + table(rows, results, args.seeds))
+    md = "\n".join(text) + "\n"
+    with open(os.path.join(args.output, "model_zoo.md"), "w") as f:
+        f.write(md)
+    png = os.path.join(args.output, "ablation.png")
+    plot(groups, results, png)
+    print(md)
+    print(f"tables: {os.path.join(args.output, 'model_zoo.md')}\nplot: {png}")
+    if args.update:
+        doc = open(args.update).read()
+        if BEGIN not in doc or END not in doc:
+            raise ValueError(f"{args.update} has no {BEGIN} ... {END} section to replace")
+        head, rest = doc.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        with open(args.update, "w") as f:
+            f.write(head + BEGIN + "\n" + md + END + tail)
+        print(f"updated {args.update}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
