@@ -16,6 +16,7 @@ from personsearch.data.datasets.synthetic.params import (
     IMAGE_DIR,
     INFO_FILE,
     normalize_params,
+    params_from_record,
 )
 
 try:  # POSIX advisory locks; elsewhere concurrent callers rely on the rename race being tolerated
@@ -36,12 +37,21 @@ def read_info(root: str) -> Optional[Dict]:
 
 
 def is_current(root: str, params: Dict) -> bool:
-    """Whether ``root`` holds a complete set made by this generator version with ``params``."""
+    """Whether ``root`` holds a complete set made by this generator version with ``params``.
+
+    A recorded parameter dict without ``extra_train_images`` / ``extra_train_ids`` (a set made with
+    them at 0, or before they existed) counts as having them at 0.
+
+    Args:
+        root: the dataset folder.
+        params: normalized parameters (see ``params.normalize_params``).
+    """
     info = read_info(root)
+    if not isinstance(info, dict) or not isinstance(info.get("params"), dict):
+        return False
     return bool(
-        info
-        and info.get("version") == GENERATOR_VERSION
-        and info.get("params") == params
+        info.get("version") == GENERATOR_VERSION
+        and params_from_record(info["params"]) == params
         and os.path.isdir(os.path.join(root, IMAGE_DIR))
     )
 
@@ -111,11 +121,13 @@ def ensure_synthetic_dataset(root: str, workers: int = 2, progress: bool = True,
                     shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
         old = read_info(root)
         logger.info(
-            "%s synthetic person-search dataset in %s (seed %d, %d train + %d test images)...",
+            "%s synthetic person-search dataset in %s (seed %d, %d train + %d extra train + %d "
+            "test images)...",
             "Regenerating (parameters or generator version changed)" if old else "Generating",
             root,
             p["seed"],
             p["num_train_images"],
+            p["extra_train_images"],
             p["num_test_images"],
         )
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)

@@ -25,6 +25,7 @@ from personsearch.data.datasets.synthetic.params import (
     MAT_HEADER,
     SYNTHETIC_DEFAULTS,
     normalize_params,
+    recorded_params,
 )
 from personsearch.data.datasets.synthetic.render.attributes import ATTRIBUTES
 from personsearch.data.datasets.synthetic.render.scene import PlacedPerson
@@ -49,27 +50,43 @@ _WORKER_CMD = (
 
 
 def render_all(
-    tasks: List[Tuple], identities: np.ndarray, workers: int, progress: bool
+    jobs: Sequence[Tuple[List[Tuple], np.ndarray]], workers: int, progress: bool
 ) -> Iterator[RenderResult]:
-    """Render every task, in this process or in ``workers`` fresh Python subprocesses.
+    """Render every task of every job, in this process or in ``workers`` fresh Python subprocesses.
 
     The subprocesses load only the renderer module (numpy and OpenCV, no torch), so they start in a
     fraction of a second; unlike a fork of this process, they cannot deadlock on a lock held by
     one of its threads (OpenCV's or torch's), and unlike ``spawn`` they do not re-import the
     caller's main script.
 
+    Args:
+        jobs: ``(tasks, identities)`` pairs, rendered one after the other: render tasks (see
+            ``render.RenderTask``) and the identity table that their labeled pids index and that
+            their passers-by must differ from.
+        workers: rendering processes (1 = in this process).
+        progress: show one tqdm bar over all the tasks.
+
     Yields:
         ``(image index, (width, height), [(pid, (x, y, w, h), visibility), ...])`` in any order.
     """
-    bar = tqdm(total=len(tasks), desc="synthetic person-search images", disable=not progress)
+    total = sum(len(tasks) for tasks, _ in jobs)
+    with tqdm(total=total, desc="synthetic person-search images", disable=not progress) as bar:
+        for tasks, identities in jobs:
+            if tasks:
+                yield from _render_job(tasks, identities, workers, bar)
+
+
+def _render_job(
+    tasks: List[Tuple], identities: np.ndarray, workers: int, bar: tqdm
+) -> Iterator[RenderResult]:
+    """Render ``tasks`` with one identity table (see :func:`render_all`), updating ``bar``."""
     if workers <= 1 or len(tasks) < 16:
-        with bar:
-            for task in tasks:
-                yield render_image_file(task, identities)
-                bar.update()
+        for task in tasks:
+            yield render_image_file(task, identities)
+            bar.update()
         return
     render_module = os.path.abspath(render.__file__)
-    with tempfile.TemporaryDirectory(prefix="personsearch-synthetic-") as job_dir, bar:
+    with tempfile.TemporaryDirectory(prefix="personsearch-synthetic-") as job_dir:
         with open(os.path.join(job_dir, "job.pkl"), "wb") as fh:
             pickle.dump({"tasks": tasks, "identities": identities}, fh)
         procs = [
@@ -163,7 +180,10 @@ def generate_synthetic_dataset(
         gallery_sizes: gallery sizes N of the ``TestG{N}.mat`` files.
         workers: rendering processes (1 = in this process).
         progress: show a tqdm progress bar.
-        **params: any other key of :data:`SYNTHETIC_DEFAULTS`.
+        **params: any other key of :data:`SYNTHETIC_DEFAULTS`, e.g. ``extra_train_images`` and
+            ``extra_train_ids``: more training images (``s{N+1}.jpg`` ...) with new training
+            identities, leaving every file of the test split and the default training images
+            byte-identical.
 
     Returns:
         Statistics of the generated set (the ``statistics`` of ``synthetic_info.json``) plus
@@ -192,7 +212,8 @@ def generate_synthetic_dataset(
 
     plan = plan_layout(p)
     identities = plan["identities"]
-    n_img = p["num_train_images"] + p["num_test_images"]
+    n_base = plan["num_base_images"]
+    n_img = len(plan["labeled"])  # n_base + extra_train_images
     rparams = {k: p[k] for k in p}
     tasks = [
         (
@@ -207,7 +228,10 @@ def generate_synthetic_dataset(
     ]
     persons: List[List[PlacedPerson]] = [[] for _ in range(n_img)]
     sizes: List[Tuple[int, int]] = [(0, 0)] * n_img
-    for j, size, ppl in render_all(tasks, identities, max(1, int(workers)), progress):
+    # the default images' passers-by are drawn against the default identities only, so that these
+    # images stay byte-identical when extra identities are added
+    jobs = [(tasks[:n_base], identities[: plan["num_base_ids"]]), (tasks[n_base:], identities)]
+    for j, size, ppl in render_all(jobs, max(1, int(workers)), progress):
         persons[j], sizes[j] = [PlacedPerson(*pp) for pp in ppl], size
 
     # ---- annotation files ----
@@ -223,12 +247,13 @@ def generate_synthetic_dataset(
         root, [(names[j], sorted(pp.box for pp in persons[j])) for j in range(n_img)]
     )
     writer.write_pool_mat(root, [names[j] for j in plan["test_idx"]])
-    n_tr = p["num_train_ids"]
+    train_pids = list(range(p["num_train_ids"]))
+    train_pids += range(plan["num_base_ids"], len(identities))  # extra identities, if any
     writer.write_train_mat(
         root,
         [
             (f"p{k + 1}", [(names[j], box_of[(j, k)]) for j in plan["appearances"].get(k, [])])
-            for k in range(n_tr)
+            for k in train_pids
         ],
     )
     protocols: Dict[int, List[Dict]] = {n: [] for n in plan["gallery_sizes"]}
@@ -257,7 +282,11 @@ def generate_synthetic_dataset(
     _normalize_mat_headers(root)
 
     stats = _statistics(p, plan, persons, sizes, query_info, len(smallest), len(occluded))
-    info = {"generator": "personsearch synthetic", "version": GENERATOR_VERSION, "params": p}
+    info = {
+        "generator": "personsearch synthetic",
+        "version": GENERATOR_VERSION,
+        "params": recorded_params(p),
+    }
     info["statistics"] = stats
     with open(os.path.join(root, INFO_FILE), "w") as fh:
         json.dump(info, fh, indent=2, sort_keys=True)
@@ -276,19 +305,21 @@ def _statistics(
     num_resolution: int,
     num_occlusion: int,
 ) -> Dict:
+    train_pids = list(range(p["num_train_ids"]))
+    train_pids += range(plan["num_base_ids"], len(plan["identities"]))
     n_tr = p["num_train_ids"]
     labeled = [pp for ppl in persons for pp in ppl if pp.pid >= 0]
     unlabeled = [pp for ppl in persons for pp in ppl if pp.pid < 0]
     heights = [pp.box[3] for ppl in persons for pp in ppl]
     app = {k: len(v) for k, v in plan["appearances"].items()}
-    tr_app = [app.get(k, 0) for k in range(n_tr)]
+    tr_app = [app.get(k, 0) for k in train_pids]
     te_app = [app.get(k, 0) for k in range(n_tr, n_tr + p["num_test_ids"])]
     per_img_lab = [sum(pp.pid >= 0 for pp in ppl) for ppl in persons]
     per_img_unl = [sum(pp.pid < 0 for pp in ppl) for ppl in persons]
     thr = p["occlusion_threshold"]
     edges = [0, 50, 100, 150, 200, 250, 10**6]
     hist = np.histogram(heights, bins=edges)[0].tolist()
-    return {
+    stats = {
         "images": len(persons),
         "train_images": len(plan["train_idx"]),
         "test_images": len(plan["test_idx"]),
@@ -297,7 +328,7 @@ def _statistics(
         "boxes": len(labeled) + len(unlabeled),
         "labeled_boxes": len(labeled),
         "unlabeled_boxes": len(unlabeled),
-        "train_identities": n_tr,
+        "train_identities": len(train_pids),
         "test_identities": p["num_test_ids"],
         "attributes": list(ATTRIBUTES),
         "train_appearances_per_identity": _percentiles(tr_app),
@@ -318,3 +349,7 @@ def _statistics(
         "resolution_queries": num_resolution,
         "occlusion_queries": num_occlusion,
     }
+    if p["extra_train_images"]:  # absent otherwise: the default set's info file is unchanged
+        stats["extra_train_images"] = p["extra_train_images"]
+        stats["extra_train_identities"] = p["extra_train_ids"]
+    return stats

@@ -5,7 +5,11 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from personsearch.data.datasets.synthetic.render.attributes import sample_identities
+from personsearch.data.datasets.synthetic.render.attributes import (
+    is_distinct,
+    sample_attributes,
+    sample_identities,
+)
 
 
 def _assign_appearances(
@@ -60,8 +64,93 @@ def _assign_appearances(
     return images
 
 
+def extend_identities(
+    rng: np.random.Generator, table: np.ndarray, num: int, min_diff: int = 2
+) -> np.ndarray:
+    """Draw ``num`` more identities, each distinguishable from every row of ``table`` and from the
+    others drawn here (the rejection rule of ``sample_identities``, see ``is_distinct``).
+
+    Args:
+        rng: the generator to draw from.
+        table: (K, NUM_ATTRIBUTES) the existing identities.
+        num: how many identities to add.
+        min_diff: minimum number of differing attributes.
+
+    Returns:
+        (num, NUM_ATTRIBUTES) int64 attribute table of the new identities only.
+
+    Raises:
+        RuntimeError: the attribute space is exhausted (``num`` far too large).
+    """
+    full = np.asarray(table, dtype=np.int64)
+    tries = 0
+    while len(full) < len(table) + num:
+        tries += 1
+        if tries > 200 * num + 1000:
+            raise RuntimeError(
+                f"Could not draw {num} more distinct identities next to {len(table)} "
+                f"(got {len(full) - len(table)}): use fewer extra_train_ids."
+            )
+        cand = sample_attributes(rng)
+        if is_distinct(cand, full, min_diff):
+            full = np.concatenate([full, cand[None]], 0)
+    return full[len(table) :]
+
+
+def _add_extra_train(p: Dict, plan: Dict) -> None:
+    """Append the extra training images and identities to ``plan`` (in place).
+
+    They come from their own generator, ``SeedSequence(seed, spawn_key=(2,))``, so that nothing
+    of the default plan changes: extra identity ``i`` gets the global pid ``K + i`` (``K`` the
+    number of default identities, train and test) and extra image ``e`` the index ``N + e``
+    (``N`` the number of default images). They follow the training rules (``train_appearances``,
+    ``labeled_per_image``) among themselves.
+
+    Args:
+        p: normalized parameters with ``extra_train_images`` > 0.
+        plan: the default plan made by :func:`plan_layout`; gets the extra images appended to
+            ``labeled`` and ``train_idx``, their appearances and the extra ``identities`` rows.
+
+    Raises:
+        ValueError: an extra identity got no appearance.
+    """
+    n_img, n_ids = p["extra_train_images"], p["extra_train_ids"]
+    base_ids, base_imgs = len(plan["identities"]), len(plan["labeled"])
+    rng = np.random.default_rng(np.random.SeedSequence(p["seed"], spawn_key=(2,)))
+    extra = extend_identities(rng, plan["identities"], n_ids)
+    per_image = _assign_appearances(
+        rng, n_ids, n_img, p["train_appearances"], p["labeled_per_image"], n_img
+    )
+    for e, ids in enumerate(per_image):
+        j = base_imgs + e
+        plan["labeled"].append([base_ids + int(k) for k in ids])
+        plan["train_idx"].append(j)
+        for k in ids:
+            plan["appearances"].setdefault(base_ids + int(k), []).append(j)
+    for k in range(base_ids, base_ids + n_ids):
+        if not plan["appearances"].get(k):
+            raise ValueError(
+                f"Synthetic extra training identity p{k + 1} got no appearance: use fewer "
+                f"extra_train_ids ({n_ids}) or more extra_train_images ({n_img})."
+            )
+    plan["identities"] = np.concatenate([plan["identities"], extra], 0)
+
+
 def plan_layout(p: Dict) -> Dict:
-    """Everything about the dataset that is not image content (drawn from the plan generator)."""
+    """Everything about the dataset that is not image content.
+
+    The default set (images ``0..N-1``, identities ``0..K-1``, queries) is drawn from
+    ``SeedSequence(seed, spawn_key=(0,))``; the extra training images and identities, if any, are
+    appended from their own stream (see :func:`_add_extra_train`), so they change nothing else.
+
+    Args:
+        p: normalized parameters (see ``params.normalize_params``).
+
+    Returns:
+        ``identities`` (all, default ones first), ``test_idx``, ``train_idx`` (the extra images
+        last), ``labeled`` (global pids per image), ``appearances`` (images per pid), ``queries``,
+        ``gallery_sizes``, and ``num_base_images`` / ``num_base_ids`` (N and K).
+    """
     rng = np.random.default_rng(np.random.SeedSequence(p["seed"], spawn_key=(0,)))
     n_tr_ids, n_te_ids = p["num_train_ids"], p["num_test_ids"]
     identities = sample_identities(rng, n_tr_ids + n_te_ids)
@@ -104,7 +193,7 @@ def plan_layout(p: Dict) -> Dict:
         queries.append(
             {"pid": k, "image": q, "distractors": [int(j) for j in rng.permutation(sorted(others))]}
         )
-    return {
+    plan = {
         "identities": identities,
         "test_idx": [int(j) for j in test_idx],
         "train_idx": [int(j) for j in train_idx],
@@ -112,4 +201,9 @@ def plan_layout(p: Dict) -> Dict:
         "appearances": appearances,
         "queries": queries,
         "gallery_sizes": sizes,
+        "num_base_images": n_img,
+        "num_base_ids": n_tr_ids + n_te_ids,
     }
+    if p.get("extra_train_images", 0) > 0:
+        _add_extra_train(p, plan)
+    return plan
