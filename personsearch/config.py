@@ -50,6 +50,25 @@ def _add_backbone_config(cfg: CN) -> None:
     # stays an ordinary BatchNorm in train mode). False converts the stem norm to FrozenBN as
     # detectron2 does. Only used when MODEL.BACKBONE.FREEZE_AT >= 1 and RESNETS.NORM is a BN.
     cfg.MODEL.RESNETS.STEM_NORM_TRACK_STATS = True
+    # Zero-pad every batch (after normalisation) to a multiple of this many pixels (0: only to the
+    # largest image, enough for C4 models). torchvision's detectors, hence the official SeqNet/NAE
+    # code, pad to 32; configs/official/* do the same so that converted models see the same
+    # borders.
+    cfg.MODEL.BACKBONE.SIZE_DIVISIBILITY = 0
+    # How PersonSearchRCNN normalises images: "detectron2" ((x - PIXEL_MEAN) / PIXEL_STD on 0..255
+    # values) or "torchvision" (x / 255 first, then mean and std divided by 255: the same function
+    # with the official torchvision-based code's float rounding; configs/official/* use it, so that
+    # converted models compute bit-identical backbone features).
+    cfg.MODEL.INPUT_NORMALIZATION = "detectron2"
+    # MODEL.PROPOSAL_GENERATOR.NAME "TorchvisionRPN": detectron2's RPN with torchvision's test-time
+    # proposal filtering (configs/official/*, for converted official models).
+    cfg.MODEL.TORCHVISION_RPN = CN()
+    # Scores the proposal NMS ranks by: "probabilities" (sigmoid of the logits, torchvision >=
+    # 0.8, what the official code computes on a current torchvision) or "logits" (torchvision
+    # 0.4, the official code's pinned version). They differ only where the sigmoid saturates.
+    cfg.MODEL.TORCHVISION_RPN.NMS_SCORES = "probabilities"
+    # Proposals with a side below this many input pixels are dropped (torchvision's 1e-3).
+    cfg.MODEL.TORCHVISION_RPN.MIN_SIZE = 0.001
 
 
 def _add_roi_head_config(cfg: CN) -> None:

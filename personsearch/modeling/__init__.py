@@ -1,5 +1,8 @@
 """Model components; importing this module registers them with detectron2's registries."""
 
+# anchors
+from .anchor_generator import RoundedAnchorGenerator
+
 # backbone
 from .backbone.resnet import build_person_search_resnet_backbone, build_res5_stage
 
@@ -8,6 +11,9 @@ from .losses.oim import OIMLoss
 
 # meta-architecture
 from .meta_arch.person_search_rcnn import PersonSearchRCNN
+
+# proposal generator (torchvision-compatible filtering for converted models)
+from .proposal_generator.torchvision_rpn import TorchvisionRPN
 
 # re-identification heads
 from .reid_heads.linear import LinearEmbeddingHead

@@ -77,6 +77,20 @@ def resnet_stage_kwargs(cfg, stage: int) -> Dict:
     return kwargs
 
 
+class PersonSearchResNet(ResNet):
+    """detectron2's ``ResNet`` with a configurable ``size_divisibility``: the batch of images is
+    zero-padded (after normalisation) to a multiple of it (``MODEL.BACKBONE.SIZE_DIVISIBILITY``;
+    torchvision's detectors pad to 32, which the converted official models reproduce)."""
+
+    def __init__(self, *args, size_divisibility: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._size_divisibility = int(size_divisibility)
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._size_divisibility
+
+
 def _freeze_stem(stem: nn.Module, keep_norm_stats: bool) -> None:
     for p in stem.parameters():
         p.requires_grad = False
@@ -112,7 +126,12 @@ def build_person_search_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     freeze_at = cfg.MODEL.BACKBONE.FREEZE_AT
     # ResNet.freeze(k) freezes the stem for k >= 1 (always converting it to FrozenBN) and res{k}
     # below; do the stem ourselves to be able to keep its BN statistics live.
-    model = ResNet(stem, stages, out_features=r.OUT_FEATURES, freeze_at=0)
+    divisibility = cfg.MODEL.BACKBONE.SIZE_DIVISIBILITY
+    if divisibility < 0:
+        raise ValueError(f"MODEL.BACKBONE.SIZE_DIVISIBILITY must be >= 0, got {divisibility}")
+    model = PersonSearchResNet(
+        stem, stages, out_features=r.OUT_FEATURES, freeze_at=0, size_divisibility=divisibility
+    )
     if freeze_at >= 1:
         _freeze_stem(model.stem, r.STEM_NORM_TRACK_STATS and "BN" in r.NORM)
     for idx, stage in enumerate(model.stages, start=2):

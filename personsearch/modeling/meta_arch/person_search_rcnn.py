@@ -5,7 +5,9 @@ from typing import Dict, List, Optional
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, ImageList, Instances
+
+NORMALIZATIONS = ("detectron2", "torchvision")
 
 
 @META_ARCH_REGISTRY.register()
@@ -35,17 +37,38 @@ class PersonSearchRCNN(GeneralizedRCNN):
     """
 
     @configurable
-    def __init__(self, *, use_gt_boxes: bool = False, query_context_size: int = 0, **kwargs):
+    def __init__(
+        self,
+        *,
+        use_gt_boxes: bool = False,
+        query_context_size: int = 0,
+        input_normalization: str = "detectron2",
+        **kwargs,
+    ):
         """
         Args:
             use_gt_boxes: at inference, describe every image by its ground-truth boxes instead of
                 detections.
             query_context_size: CBGM context entries returned per query (0: none).
+            input_normalization: "detectron2" (``(x - PIXEL_MEAN) / PIXEL_STD`` on 0..255) or
+                "torchvision" (``x / 255`` first, then mean and std divided by 255: the same
+                function with torchvision's float rounding, for converted official models).
             kwargs: see :class:`detectron2.modeling.GeneralizedRCNN`.
         """
         super().__init__(**kwargs)
+        if input_normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"MODEL.INPUT_NORMALIZATION must be one of {NORMALIZATIONS}, got "
+                f"{input_normalization!r}"
+            )
         self.use_gt_boxes = use_gt_boxes
         self.query_context_size = query_context_size
+        self.input_normalization = input_normalization
+        # torchvision's mean and std in [0, 1], computed in double precision from the config
+        # values (123.675 / 255 -> 0.485 exactly as torchvision's literal), not saved
+        unit = [[float(v) / 255.0 for v in kwargs[k]] for k in ("pixel_mean", "pixel_std")]
+        self.register_buffer("unit_pixel_mean", torch.tensor(unit[0]).view(-1, 1, 1), False)
+        self.register_buffer("unit_pixel_std", torch.tensor(unit[1]).view(-1, 1, 1), False)
         if not hasattr(self.roi_heads, "embed_boxes"):
             raise TypeError(
                 f"{type(self.roi_heads).__name__} cannot embed query boxes; person search needs a "
@@ -57,7 +80,20 @@ class PersonSearchRCNN(GeneralizedRCNN):
         ret = super().from_config(cfg)
         ret["use_gt_boxes"] = cfg.TEST.SEARCH.USE_GT_BOXES
         ret["query_context_size"] = cfg.TEST.SEARCH.QUERY_CONTEXT_SIZE
+        ret["input_normalization"] = cfg.MODEL.INPUT_NORMALIZATION
         return ret
+
+    def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
+        """Normalise and batch the images (see ``input_normalization``)."""
+        if self.input_normalization == "detectron2":
+            return super().preprocess_image(batched_inputs)
+        mean, std = self.unit_pixel_mean, self.unit_pixel_std
+        images = [(x["image"].to(self.device) / 255.0 - mean) / std for x in batched_inputs]
+        return ImageList.from_tensors(
+            images,
+            self.backbone.size_divisibility,
+            padding_constraints=self.backbone.padding_constraints,
+        )
 
     def inference(
         self,
