@@ -216,6 +216,14 @@ class ConversionReport:
         return out
 
 
+def _summary(keys: List[str]) -> str:
+    """Keys grouped by module: ``'a.b.* (12 keys), c.d (1 key)'``, every key accounted for."""
+    groups: Dict[str, int] = collections.OrderedDict()
+    for k in keys:
+        groups[_prefix(k)] = groups.get(_prefix(k), 0) + 1
+    return ", ".join(f"{p}* ({n} key{'s' * (n > 1)})" for p, n in groups.items())
+
+
 def _prefix(key: str) -> str:
     parts = key.split(".")
     # group by module: drop the parameter name and block indices of res stages
@@ -346,7 +354,7 @@ def convert_official_state_dict(
     if unmapped:
         raise ConversionError(
             f"{len(unmapped)} official keys have no place in a personsearch {source} model "
-            f"(is --from right?): {unmapped[:20]}"
+            f"(is --from right?): {_summary(unmapped)}"
         )
     _convert_oim(oim_tables, target_keys, raw_person_ids, source, out, report)
 
@@ -356,7 +364,7 @@ def convert_official_state_dict(
     if not_filled:
         raise ConversionError(
             f"{len(not_filled)} keys of the target model get no official value (wrong --from or "
-            f"--config-file?): {not_filled[:20]}"
+            f"--config-file?): {_summary(not_filled)}"
         )
     if "roi_heads.reid_loss.queue_head" in target_keys:
         report.defaults.append(("roi_heads.reid_loss.queue_head", "not saved by the official code"))

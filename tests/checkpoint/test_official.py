@@ -170,16 +170,18 @@ def test_wrong_source_or_foreign_checkpoints_are_refused_naming_the_keys(tmp_pat
     )
     partial = str(tmp_path / "partial.pth")
     _save_official(partial, state)
-    with pytest.raises(ConversionError, match=r"64 keys of the target model get no official value.*feature_head.res5"):
+    with pytest.raises(ConversionError, match=r"64 keys of the target .*feature_head.res5.\* \(60"):
         tool.convert(["--from", "seqnet", partial, out])  # no second res5 in an NAE file
     seqnet = str(tmp_path / "seqnet.pth")
     _save_official(seqnet, official_state_dict("seqnet"))
-    with pytest.raises(ConversionError, match="have no place.*faster_rcnn_predictor"):
+    with pytest.raises(
+        ConversionError, match=r"have no place.*faster_rcnn_predictor.cls_score.\* \(2 keys"
+    ):
         tool.convert(["--from", "nae", seqnet, out])
     # a detectron2 checkpoint is not an official one
     d2 = str(tmp_path / "d2.pth")
     torch.save({"model": {"backbone.res2.0.conv1.weight": torch.zeros(1)}}, d2)
-    with pytest.raises(ConversionError, match=r"have no place.*backbone.res2.0.conv1.weight"):
+    with pytest.raises(ConversionError, match=r"have no place.*backbone.res2.\* \(1 key\)"):
         tool.convert(["--from", "nae", d2, out])
     # a wrong shape
     state = official_state_dict("nae")
