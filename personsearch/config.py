@@ -227,6 +227,15 @@ def _add_solver_config(cfg: CN) -> None:
     # SOLVER.CLIP_GRADIENTS.CLIP_TYPE additionally accepts "full_model": clip the total norm of
     # all gradients together (torch.nn.utils.clip_grad_norm_), as the official NAE/SeqNet code
     # does. detectron2's "norm" clips every parameter separately.
+    # SOLVER.AMP.ENABLED (detectron2's key) runs the training forward pass under torch.autocast
+    # in PersonSearchTrainer's guarded train loop, with this dtype: "bfloat16" (CPU or GPU) or
+    # "float16" (GPU; the loss is scaled by a GradScaler). OIM memories, logits and updates stay
+    # float32.
+    cfg.SOLVER.AMP.DTYPE = "bfloat16"
+    # Mixed precision at inference (PersonSearchRCNN.inference): outputs are returned as float32.
+    cfg.TEST.AMP = CN({"ENABLED": False})
+    # "bfloat16" (CPU or GPU) or "float16" (GPU).
+    cfg.TEST.AMP.DTYPE = "bfloat16"
     cfg.SOLVER.NONFINITE = CN()
     # How many training steps with a NaN/Inf loss or gradient may be skipped (no optimizer step,
     # logged with the iteration and the offending loss/parameter names) before training stops.

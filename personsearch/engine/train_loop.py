@@ -8,6 +8,7 @@ import torch
 from detectron2.engine import SimpleTrainer
 from detectron2.utils.events import get_event_storage
 
+from personsearch.utils.amp import autocast, autocast_dtype
 from personsearch.utils.comm import all_reduce_max
 
 logger = logging.getLogger(__name__)
@@ -25,15 +26,28 @@ class GuardedTrainLoop(SimpleTrainer):
     agrees by construction).
     """
 
-    def __init__(self, model, data_loader, optimizer, max_skips: int = 0):
+    def __init__(
+        self, model, data_loader, optimizer, max_skips: int = 0, amp_dtype: str = ""
+    ):
         """
         Args:
             model, data_loader, optimizer: see ``SimpleTrainer``.
             max_skips: number of non-finite steps that may be skipped before stopping.
+            amp_dtype: "" (float32), or "bfloat16" / "float16" to run the forward pass under
+                ``torch.autocast`` (``SOLVER.AMP``). float16 (CUDA only) scales the loss with a
+                ``GradScaler``, whose own skipped steps (inf gradients while it calibrates) are
+                not counted as non-finite steps.
         """
         super().__init__(model, data_loader, optimizer)
         self.max_skips = max_skips
         self.num_skipped = 0
+        self.device_type = next(model.parameters()).device.type
+        self.amp_dtype = (
+            autocast_dtype(amp_dtype, self.device_type, "SOLVER.AMP.DTYPE") if amp_dtype else None
+        )
+        self.grad_scaler = (
+            torch.cuda.amp.GradScaler() if self.amp_dtype == torch.float16 else None
+        )
 
     def run_step(self):
         assert self.model.training, "[GuardedTrainLoop] model was changed to eval mode!"
@@ -41,9 +55,11 @@ class GuardedTrainLoop(SimpleTrainer):
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
 
-        loss_dict = self.model(data)
+        with autocast(self.amp_dtype is not None, self.device_type, self.amp_dtype):
+            loss_dict = self.model(data)
         if isinstance(loss_dict, torch.Tensor):
             loss_dict = {"total_loss": loss_dict}
+        loss_dict = {k: v.float() for k, v in loss_dict.items()}
         bad = [k for k, v in loss_dict.items() if not torch.isfinite(v).all()]
         flag = all_reduce_max(torch.tensor([float(bool(bad))], device=_device(loss_dict)))
         if flag.item() > 0:
@@ -51,6 +67,13 @@ class GuardedTrainLoop(SimpleTrainer):
             return
         losses = sum(loss_dict.values())
         self.optimizer.zero_grad()
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(losses).backward()
+            self.after_backward()
+            self._write_metrics(loss_dict, data_time)
+            self.grad_scaler.step(self.optimizer)  # unscales first: clipping sees true norms
+            self.grad_scaler.update()
+            return
         losses.backward()
         self.after_backward()
         bad_params = self._non_finite_gradients()
@@ -86,11 +109,15 @@ class GuardedTrainLoop(SimpleTrainer):
     def state_dict(self):
         ret = super().state_dict()
         ret["num_nonfinite_skipped"] = self.num_skipped
+        if self.grad_scaler is not None:
+            ret["grad_scaler"] = self.grad_scaler.state_dict()
         return ret
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         self.num_skipped = int(state_dict.get("num_nonfinite_skipped", 0))
+        if self.grad_scaler is not None and "grad_scaler" in state_dict:
+            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
 
 
 def _device(loss_dict: Dict[str, torch.Tensor]) -> torch.device:

@@ -81,7 +81,11 @@ class PersonSearchTrainer(DefaultTrainer):
         device_ids = [comm.get_local_rank()] if on_gpu else None
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
         self._trainer = GuardedTrainLoop(
-            model, data_loader, optimizer, max_skips=cfg.SOLVER.NONFINITE.MAX_SKIPS
+            model,
+            data_loader,
+            optimizer,
+            max_skips=cfg.SOLVER.NONFINITE.MAX_SKIPS,
+            amp_dtype=cfg.SOLVER.AMP.DTYPE if cfg.SOLVER.AMP.ENABLED else "",
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = PersonSearchCheckpointer(

@@ -141,11 +141,14 @@ def roi_align_sparse(
     if r == 0:
         return features.new_zeros((0, c, oh, ow))
     compute = features if features.dtype in (torch.float32, torch.float64) else features.float()
-    a = roi_align_matrix(
-        rois.to(compute.dtype), (n, h, w), output_size, spatial_scale, sampling_ratio, aligned
-    )
-    flat = compute.permute(0, 2, 3, 1).reshape(n * h * w, c)
-    out = (a @ flat).reshape(r, oh, ow, c).permute(0, 3, 1, 2)
+    # in float32 even under autocast (no reduced-precision sparse product on the CPU); the
+    # output returns in the input's dtype
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        a = roi_align_matrix(
+            rois.to(compute.dtype), (n, h, w), output_size, spatial_scale, sampling_ratio, aligned
+        )
+        flat = compute.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        out = (a @ flat).reshape(r, oh, ow, c).permute(0, 3, 1, 2)
     return out.to(features.dtype).contiguous()
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
+from personsearch.utils.amp import full_precision
 from personsearch.utils.comm import all_gather_rows
 
 
@@ -108,19 +109,22 @@ class OIMLoss(nn.Module):
                 f"person_id {int(pids.max())} does not fit MODEL.OIM.NUM_PIDS={self.num_pids}; "
                 "set NUM_PIDS to at least the number of training identities"
             )
-        # torch.cat makes a new tensor, so the in-place memory update below cannot invalidate
-        # what autograd saved for the backward pass.
-        memory = torch.cat([self.lut, self.queue], dim=0)
-        logits = self.scalar * feats.mm(memory.t())
-        labeled = pids >= 0
-        if labeled.any():
-            loss = F.cross_entropy(logits[labeled], pids[labeled])
-        else:
-            loss = feats.sum() * 0.0
-        if self.training and update_memory:
-            update = feats if memory_feats is None else memory_feats
-            with torch.no_grad():
-                self._update(all_gather_rows(update.detach()), all_gather_rows(pids))
+        # Under mixed precision the memories, the logits and their update stay float32.
+        with full_precision(feats.device.type):
+            feats = feats.float()
+            # torch.cat makes a new tensor, so the in-place memory update below cannot
+            # invalidate what autograd saved for the backward pass.
+            memory = torch.cat([self.lut, self.queue], dim=0)
+            logits = self.scalar * feats.mm(memory.t())
+            labeled = pids >= 0
+            if labeled.any():
+                loss = F.cross_entropy(logits[labeled], pids[labeled])
+            else:
+                loss = feats.sum() * 0.0
+            if self.training and update_memory:
+                update = (feats if memory_feats is None else memory_feats).detach().float()
+                with torch.no_grad():
+                    self._update(all_gather_rows(update), all_gather_rows(pids))
         loss = loss * self.loss_weight
         return (loss, logits) if return_logits else loss
 

@@ -7,6 +7,8 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, ImageList, Instances
 
+from personsearch.utils.amp import autocast, autocast_dtype
+
 NORMALIZATIONS = ("detectron2", "torchvision")
 
 
@@ -43,6 +45,7 @@ class PersonSearchRCNN(GeneralizedRCNN):
         use_gt_boxes: bool = False,
         query_context_size: int = 0,
         input_normalization: str = "detectron2",
+        amp_dtype: str = "",
         **kwargs,
     ):
         """
@@ -53,6 +56,8 @@ class PersonSearchRCNN(GeneralizedRCNN):
             input_normalization: "detectron2" (``(x - PIXEL_MEAN) / PIXEL_STD`` on 0..255) or
                 "torchvision" (``x / 255`` first, then mean and std divided by 255: the same
                 function with torchvision's float rounding, for converted official models).
+            amp_dtype: "" (float32) or "bfloat16" / "float16": run inference under
+                ``torch.autocast`` (``TEST.AMP``); outputs are returned in float32.
             kwargs: see :class:`detectron2.modeling.GeneralizedRCNN`.
         """
         super().__init__(**kwargs)
@@ -64,6 +69,9 @@ class PersonSearchRCNN(GeneralizedRCNN):
         self.use_gt_boxes = use_gt_boxes
         self.query_context_size = query_context_size
         self.input_normalization = input_normalization
+        self.amp_dtype = (
+            autocast_dtype(amp_dtype, self.device.type, "TEST.AMP.DTYPE") if amp_dtype else None
+        )
         # torchvision's mean and std in [0, 1], computed in double precision from the config
         # values (123.675 / 255 -> 0.485 exactly as torchvision's literal), not saved
         unit = [[float(v) / 255.0 for v in kwargs[k]] for k in ("pixel_mean", "pixel_std")]
@@ -81,6 +89,7 @@ class PersonSearchRCNN(GeneralizedRCNN):
         ret["use_gt_boxes"] = cfg.TEST.SEARCH.USE_GT_BOXES
         ret["query_context_size"] = cfg.TEST.SEARCH.QUERY_CONTEXT_SIZE
         ret["input_normalization"] = cfg.MODEL.INPUT_NORMALIZATION
+        ret["amp_dtype"] = cfg.TEST.AMP.DTYPE if cfg.TEST.AMP.ENABLED else ""
         return ret
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
@@ -113,6 +122,13 @@ class PersonSearchRCNN(GeneralizedRCNN):
             list[dict]: per image ``{"instances", "query_feats"}`` (see the class docstring).
         """
         assert not self.training
+        if self.amp_dtype is not None:
+            with autocast(True, self.device.type, self.amp_dtype):
+                outputs = self._inference(batched_inputs, detected_instances, do_postprocess)
+            return [_to_float32(o) for o in outputs]
+        return self._inference(batched_inputs, detected_instances, do_postprocess)
+
+    def _inference(self, batched_inputs, detected_instances, do_postprocess):
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         if detected_instances is None and self.use_gt_boxes:
@@ -158,3 +174,17 @@ class PersonSearchRCNN(GeneralizedRCNN):
         det.scores = torch.ones(len(gt))
         det.pred_classes = torch.zeros(len(gt), dtype=torch.long)
         return det
+
+
+def _to_float32(output: Dict) -> Dict:
+    """An inference output with every floating-point tensor in float32."""
+    inst = output["instances"]
+    for name in inst.get_fields():
+        value = inst.get(name)
+        if isinstance(value, Boxes):
+            inst.set(name, Boxes(value.tensor.float()))
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            inst.set(name, value.float())
+    output["query_feats"] = output["query_feats"].float()
+    output["query_contexts"] = [c.float() for c in output["query_contexts"]]
+    return output
