@@ -32,6 +32,12 @@ demo: venv
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) OUTPUT_DIR $(DEMO)/train
 	$(PY) tools/evaluate_search.py --dataset synthetic_test --all --output $(DEMO)/search \
 	  --results $(DEMO)/train/inference/synthetic_test/search_results.pth
+	# search: the test images indexed with the model just trained, 3 queries, HTML reports
+	rm -rf $(DEMO)/search_index
+	$(PY) tools/search.py index --config-file $(DEMO_CONFIG) --dataset synthetic_test \
+	  --index $(DEMO)/search_index MODEL.WEIGHTS $(DEMO)/train/model_final.pth
+	$(PY) tools/search.py query --index $(DEMO)/search_index --exclude-query-image \
+	  --dataset-query synthetic_test:0,1,2 --output $(DEMO)/search
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -4,6 +4,7 @@
 Detectron2 itself is deliberately not listed in ``install_requires``: FAIR publishes no PyPI
 package, so ``requirements.txt`` pins a binary wheel of it instead (see README, "Installation").
 """
+
 from setuptools import find_packages, setup
 
 setup(
@@ -22,4 +23,6 @@ setup(
         "tqdm",
         "opencv-python-headless",
     ],
+    # optional: the FAISS backend of tools/search.py (pip install -e ".[faiss]")
+    extras_require={"faiss": ["faiss-cpu"]},
 )

@@ -4,6 +4,7 @@
     python tools/benchmark.py search-eval [--protocol json|prw] [--num-images 6978] ...
     python tools/benchmark.py train --config-file configs/synthetic/OIM_R10.yaml [KEY VALUE ...]
     python tools/benchmark.py inference --config-file configs/synthetic/OIM_R10.yaml [KEY VALUE ...]
+    python tools/benchmark.py search-index [--num-dets 1000000] [--dim 256] [--batch 64] [--faiss]
 
 Subcommands:
     search-eval   time the search/detection protocol scoring on a synthetic results set of full
@@ -13,6 +14,9 @@ Subcommands:
                   model on a few cached batches of its training set, and peak memory.
     inference     seconds per test image (detections + embeddings, and the query embeddings) of a
                   config's model on its first test split, and peak memory.
+    search-index  time the exact top-k search of tools/search.py on a random index of N float16
+                  embeddings (default 1,000,000, D=256) for 1 query and a batch of queries;
+                  --faiss also times FAISS IndexFlatIP and checks it returns the same hits.
 
 The model benchmarks exclude data loading (detectron2's ``data_time`` shows it during training).
 On a GPU they synchronise CUDA around every timed step; memory is the peak allocated by torch on the
@@ -369,6 +373,94 @@ def run_inference(args: argparse.Namespace) -> Dict:
     return _report("inference", "image", seconds, cuda, args, {"dataset": cfg.DATASETS.TEST[0]})
 
 
+# ------------------------------------------------------------------------------------------------
+# search-index: top-k search over a search index's embeddings (tools/search.py query)
+# ------------------------------------------------------------------------------------------------
+def add_search_index_arguments(parser: argparse.ArgumentParser) -> None:
+    # gallery detections in the random index
+    parser.add_argument("--num-dets", type=int, default=1_000_000, help="gallery detections")
+    # embedding size
+    parser.add_argument("--dim", type=int, default=256)
+    # queries of the batched measurement (the single-query one always runs)
+    parser.add_argument("--batch", type=int, default=64, help="queries searched together")
+    # hits per query
+    parser.add_argument("--top-k", type=int, default=10)
+    # gallery rows per matrix product of the exact backend
+    parser.add_argument("--chunk-size", type=int, default=4096)
+    # threads of the exact backend (default: the CPU cores)
+    parser.add_argument("--workers", type=int, default=0, help="exact search threads")
+    # plain cosine instead of CWS (cosine x detection score)
+    parser.add_argument("--no-cws", action="store_true", help="rank by cosine only")
+    # also time FAISS IndexFlatIP (pip install faiss-cpu) and compare its top-k with exact search
+    parser.add_argument("--faiss", action="store_true", help="compare the FAISS backend")
+    parser.add_argument("--seed", type=int, default=0)
+    # time each search this many times and keep the best
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", dest="json_out", default="", help="also write timings here")
+
+
+def random_search_gallery(num: int, dim: int, seed: int = 0, chunk: int = 65536):
+    """A random index's arrays: (N, D) float16 L2-normalised embeddings and (N,) scores in
+    [0.5, 1), generated chunk by chunk (no (N, D) float32 array)."""
+    rng = np.random.default_rng(seed)
+    feats = np.empty((num, dim), dtype=np.float16)
+    for s in range(0, num, chunk):
+        x = rng.standard_normal((min(chunk, num - s), dim), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        feats[s : s + len(x)] = x
+    return feats, rng.uniform(0.5, 1.0, num).astype(np.float32)
+
+
+def run_search_index(args: argparse.Namespace) -> Dict[str, float]:
+    import torch
+
+    from personsearch.search import ExactSearcher
+
+    t0 = time.perf_counter()
+    feats, scores = random_search_gallery(args.num_dets, args.dim, args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    queries = rng.standard_normal((max(1, args.batch), args.dim), dtype=np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    weights = None if args.no_cws else scores
+    print(
+        f"random index: {args.num_dets} detections, D={args.dim}, float16 "
+        f"({feats.nbytes / 2**20:.0f} MiB), built in {time.perf_counter() - t0:.1f} s; "
+        f"{args.workers or torch.get_num_threads()} threads; top-{args.top_k}, "
+        f"{'cosine' if args.no_cws else 'CWS'}"
+    )
+    timings: Dict[str, float] = {}
+    exact = ExactSearcher(feats, weights, args.chunk_size, args.workers or None)
+    timings["exact: 1 query"], _ = _time(lambda: exact.search(queries[:1], args.top_k), args.repeat)
+    timings[f"exact: batch of {len(queries)}"], ref = _time(
+        lambda: exact.search(queries, args.top_k), args.repeat
+    )
+    if args.faiss:
+        from personsearch.search.faiss_backend import FaissSearcher
+
+        t0 = time.perf_counter()
+        fs = FaissSearcher(feats, weights)
+        timings["faiss: build (float32 copy + add)"] = time.perf_counter() - t0
+        timings["faiss: 1 query"], _ = _time(
+            lambda: fs.search(queries[:1], args.top_k), args.repeat
+        )
+        timings[f"faiss: batch of {len(queries)}"], got = _time(
+            lambda: fs.search(queries, args.top_k), args.repeat
+        )
+        same = float(np.mean(np.sort(got[1], axis=1) == np.sort(ref[1], axis=1)))
+        print(f"faiss top-{args.top_k} == exact top-{args.top_k}: {100 * same:.2f} % of the hits")
+        timings["faiss == exact (fraction of hits)"] = same
+    print(f"{'step':<36}{'seconds':>10}{'s/query':>10}")
+    for k, v in timings.items():
+        if k.startswith("faiss =="):
+            continue
+        per = "" if "build" in k else f"{v / len(queries) if 'batch' in k else v:>10.4f}"
+        print(f"{k:<36}{v:>10.4f}{per}")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), "timings_s": timings}, f, indent=2)
+    return timings
+
+
 # name -> (help, add_arguments, run)
 SUBCOMMANDS = {
     "search-eval": (
@@ -385,6 +477,11 @@ SUBCOMMANDS = {
         "seconds per test image and peak memory of a config's model",
         lambda p: add_model_arguments(p, train=False),
         run_inference,
+    ),
+    "search-index": (
+        "time top-k search over a random search index (tools/search.py query), 1M detections",
+        add_search_index_arguments,
+        run_search_index,
     ),
 }
 

@@ -125,7 +125,9 @@ def _training_minutes(out: str) -> Optional[float]:
     path = os.path.join(out, "log.txt")
     if not os.path.isfile(path):
         return None
-    found = re.findall(r"Total training time: (\d+):(\d+):(\d+)", open(path, errors="replace").read())
+    found = re.findall(
+        r"Total training time: (\d+):(\d+):(\d+)", open(path, errors="replace").read()
+    )
     if not found:
         return None
     h, m, s = map(int, found[-1])
@@ -213,7 +215,9 @@ def table(rows: List[Tuple[str, str]], results: Dict[str, List[Dict]], seeds) ->
     for label, config in rows:
         runs = [r for r in results.get(config, []) if r]
         cells = [_mean_std([r.get(k) for r in runs]) for _, k in COLUMNS]
-        lines.append(f"| {label} | `{config}` | {len(runs)}/{len(seeds)} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {label} | `{config}` | {len(runs)}/{len(seeds)} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -263,9 +267,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     plan = [(c, s) for s in args.seeds for c in configs]  # every config once per seed first
     if args.dry_run:
         for c, s in plan:
-            state = "done" if os.path.isfile(
-                os.path.join(_run_dir(args.output, c, s), "result.json")
-            ) else "to run"
+            state = (
+                "done"
+                if os.path.isfile(os.path.join(_run_dir(args.output, c, s), "result.json"))
+                else "to run"
+            )
             print(f"{c} seed {s}: {state}")
         return 0
     results: Dict[str, List[Dict]] = {c: [] for c in configs}

@@ -2,5 +2,6 @@
 
 from .checkpointer import PersonSearchCheckpointer
 from .hooks import OIMSyncCheckHook, StepSeedHook, check_oim_memories_in_sync
+from .predictor import PersonSearchPredictor
 from .train_loop import GuardedTrainLoop
 from .trainer import PersonSearchTrainer, load_training_records
