@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthetic_test")
     # CUHK-SYSU-style gallery size of the published tables
     p.add_argument("--gallery-size", type=int, default=100)
+    # low-resolution subset of non-CUHK-SYSU protocols: this fraction of the smallest queries
+    # (CUHK-SYSU-style sets use their Resolution.mat)
+    p.add_argument("--lowres-fraction", type=float, default=0.1)
     # do not train; rebuild tables and plots from finished runs
     p.add_argument("--tables-only", action="store_true")
     # print the planned runs and exit
@@ -142,7 +145,7 @@ def _score_run(args: argparse.Namespace, out: str) -> Dict[str, float]:
 
     records = DatasetCatalog.get(args.dataset)
     meta = MetadataCatalog.get(args.dataset)
-    base = SearchOptions(gallery_size=args.gallery_size)
+    base = SearchOptions(gallery_size=args.gallery_size, lowres_fraction=args.lowres_fraction)
     raw = load_results(os.path.join(out, "inference", args.dataset, "search_results.pth"))
     full = score_results(raw, records, meta, base)
     res = {
