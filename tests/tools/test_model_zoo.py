@@ -33,7 +33,8 @@ def test_runs_seeds_scores_every_protocol_and_resumes(tiny_synthetic, tmp_path):
         "intro\n<!-- model-zoo:synthetic:begin -->\nold\n<!-- model-zoo:synthetic:end -->\nend\n"
     )
     argv = ["--configs", "synthetic/NAE_R10.yaml", "--seeds", "0", "1", "--output", str(out),
-            "--dataset", names["test"], "--lowres-fraction", "0.5", "--update", str(doc), *flags, *opts]  # fmt: skip
+            "--dataset", names["test"], "--lowres-fraction", "0.5", "--update", str(doc),
+            *flags, *opts]  # fmt: skip
     tool = load_tool("model_zoo")
     try:
         assert tool.main(argv) == 0
