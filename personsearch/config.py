@@ -69,6 +69,14 @@ def _add_backbone_config(cfg: CN) -> None:
     cfg.MODEL.TORCHVISION_RPN.NMS_SCORES = "probabilities"
     # Proposals with a side below this many input pixels are dropped (torchvision's 1e-3).
     cfg.MODEL.TORCHVISION_RPN.MIN_SIZE = 0.001
+    # FPN backbones (personsearch/modeling/backbone): "build_person_search_resnet_fpn_backbone" is
+    # detectron2's FPN (MODEL.FPN.IN_FEATURES / OUT_CHANNELS / NORM / FUSE_TYPE, levels p2..p6 on
+    # res2..res5) on this ResNet body. "build_person_search_resnet_c4_fpn_backbone" outputs the C4
+    # body's MODEL.RESNETS.OUT_FEATURES (res4 for the RPN and the RoI head) plus an FPN on
+    # MODEL.FPN.IN_FEATURES (e.g. res2..res4), computing the body once; this key names the FPN
+    # levels it returns (read by UGAS's SFM, MODEL.UGAS.SFM.IN_FEATURES). The other levels' 3x3
+    # output convolutions are not built, so no parameter is left without a gradient.
+    cfg.MODEL.FPN.C4_FPN_OUT_FEATURES = ["p2", "p3"]
 
 
 def _add_roi_head_config(cfg: CN) -> None:

@@ -2,14 +2,28 @@
 
 import os
 import pickle
-from typing import Any, Dict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+# Where the modules of detectron2's standard detectors (a model-zoo ``model_final_*.pkl`` holds
+# their full state-dict names) live in personsearch models, for the checkpoint keys the model
+# does not have under the same name: prefix in the file -> prefixes in the model, in order of
+# preference; a key goes to every one of them that exists (SeqNet has two res5 stages).
+DETECTOR_KEY_RENAMES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    # Res5ROIHeads (R50-C4): the res5 stage of every C4 head (SeqNet: stage 1 and stage 2)
+    ("roi_heads.res5.", ("roi_heads.feature_head.res5.", "roi_heads.box_feature_head.res5.")),
+    # StandardROIHeads (R50-FPN): the FastRCNNConvFCHead inside the FPN heads' feature head
+    ("roi_heads.box_head.", ("roi_heads.feature_head.box_head.",)),
+    # a C4 body (backbone.res2...) into the body of an FPN-style backbone (backbone.bottom_up.*)
+    ("backbone.", ("backbone.bottom_up.",)),
+)
+
 
 class PersonSearchCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` with three changes:
+    """``DetectionCheckpointer`` with these changes:
 
     * **atomic writes**: a checkpoint is written to ``<name>.pth.tmp``, flushed to disk and renamed,
       and ``last_checkpoint`` is replaced the same way, so a crash while saving never leaves a
@@ -27,15 +41,33 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
     * **Linear -> 1x1 conv**: a 2-D weight (O, I) in the checkpoint whose model parameter is a 1x1
       convolution (O, I, 1, 1) is reshaped into it (logged). This is how NAE+ starts from a
       trained NAE, as the reference does: ``MODEL.WEIGHTS`` = the NAE checkpoint, every other
-      weight has the same shape.
+      weight has the same shape;
+    * **detectron2 detectors** (model-zoo Faster R-CNN R50-C4 / R50-FPN ``model_final_*.pkl``, or
+      any checkpoint of a ``GeneralizedRCNN`` with detectron2's standard heads): recognised from
+      its keys and mapped with :data:`DETECTOR_KEY_RENAMES` (:func:`map_detector_checkpoint`), so
+      the backbone, the RPN and every res5 stage (or the FPN box head) are initialised from it;
+      the matched and skipped keys (e.g. the 81-class predictor) are logged and kept in
+      :attr:`detector_mapping`.
     """
 
+    #: the :class:`DetectorKeyMapping` of the last load of a detectron2 detector file, else None
+    detector_mapping: Optional["DetectorKeyMapping"] = None
+
     def _load_model(self, checkpoint: Dict[str, Any]):
+        self.detector_mapping = None
         if checkpoint.get("matching_heuristics", False):
             self._convert_ndarray_to_tensor(checkpoint["model"])
             checkpoint["model"] = expand_shared_keys(
                 list(self.model.state_dict().keys()), checkpoint["model"], self.logger
             )
+        else:
+            self._convert_ndarray_to_tensor(checkpoint["model"])
+            checkpoint["model"], mapping = map_detector_checkpoint(
+                self.model.state_dict(), checkpoint["model"]
+            )
+            if mapping is not None:
+                self.detector_mapping = mapping
+                mapping.log(self.logger)
         checkpoint["model"] = reshape_linear_to_conv1x1(
             self.model.state_dict(), checkpoint["model"], self.logger
         )
@@ -141,6 +173,119 @@ def expand_shared_keys(model_keys, ckpt: Dict[str, Any], logger=None) -> Dict[st
             f"(under {', '.join(p.rstrip('.') or '<root>' for p in prefixes)})"
         )
     return out
+
+
+@dataclass
+class DetectorKeyMapping:
+    """How the keys of a detectron2 detector checkpoint were given to a model.
+
+    Attributes:
+        matched: checkpoint key -> the model keys it initialises (one, or several copies).
+        renamed: the :data:`DETECTOR_KEY_RENAMES` rules used, ``"file prefix -> model prefix"``
+            -> number of checkpoint keys.
+        shape_mismatch: ``(checkpoint key, model key, checkpoint shape, model shape)`` of the keys
+            skipped because the shapes differ (e.g. an 81-class predictor for a 1-class head).
+        unused: checkpoint keys with no counterpart in the model, skipped.
+        not_initialised: model keys that received nothing (new layers: re-ID head, OIM memories,
+            ...; ``num_batches_tracked`` counters left out).
+    """
+
+    matched: Dict[str, List[str]] = field(default_factory=dict)
+    renamed: Dict[str, int] = field(default_factory=dict)
+    shape_mismatch: List[Tuple[str, str, Tuple[int, ...], Tuple[int, ...]]] = field(
+        default_factory=list
+    )
+    unused: List[str] = field(default_factory=list)
+    not_initialised: List[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> List[str]:
+        """Every checkpoint key that was not loaded (shape mismatch or unused), sorted."""
+        return sorted({k for k, *_ in self.shape_mismatch} | set(self.unused))
+
+    def summary(self) -> str:
+        """A readable report: counts, the renaming rules used and every skipped key."""
+        copies = sum(len(v) for v in self.matched.values())
+        lines = [
+            f"detectron2 detector checkpoint: {len(self.matched)} keys matched, loaded into "
+            f"{copies} model tensors; {len(self.skipped)} keys skipped; "
+            f"{len(self.not_initialised)} model tensors not in the checkpoint (new layers)."
+        ]
+        lines += [f"  renamed {rule} ({n} keys)" for rule, n in sorted(self.renamed.items())]
+        lines += [
+            f"  skipped {k}: shape {tuple(a)} in the checkpoint, {tuple(b)} for {m} in the model"
+            for k, m, a, b in self.shape_mismatch
+        ]
+        lines += [f"  skipped {k}: no such parameter or buffer in the model" for k in self.unused]
+        return "\n".join(lines)
+
+    def log(self, logger) -> None:
+        (logger.warning if self.skipped else logger.info)(self.summary())
+
+
+def _rename_targets(key: str, model_keys, renames) -> Tuple[List[str], Optional[str]]:
+    """The model keys a checkpoint key goes to, and the rule used (None: same name)."""
+    if key in model_keys:
+        return [key], None
+    for prefix, targets in renames:
+        if key.startswith(prefix):
+            rest = key[len(prefix) :]
+            found = [t + rest for t in targets if t + rest in model_keys]
+            if found:
+                return found, f"{prefix}* -> {', '.join(t + '*' for t in targets)}"
+    return [], None
+
+
+def map_detector_checkpoint(
+    model_state: Dict[str, Any],
+    ckpt: Dict[str, Any],
+    renames: Sequence[Tuple[str, Sequence[str]]] = DETECTOR_KEY_RENAMES,
+) -> Tuple[Dict[str, Any], Optional[DetectorKeyMapping]]:
+    """Map a detectron2 detector's state dict (full names such as ``roi_heads.res5.0.conv1.weight``)
+    onto a person-search model.
+
+    Applied when at least one checkpoint key is absent from the model but a ``renames`` rule maps
+    it to existing model keys (a detectron2 ``Res5ROIHeads``/``StandardROIHeads`` checkpoint into
+    a person-search head); other checkpoints are returned unchanged. Keys present in the model
+    under their own name load as they are; renamed keys load into every existing target (each its
+    own copy); keys whose shape differs from the model's, and keys with no counterpart, are left
+    out and reported instead of failing the load.
+
+    Args:
+        model_state: the model's state dict (only names and shapes are read).
+        ckpt: the checkpoint's state dict (tensors).
+        renames: ``(checkpoint prefix, model prefixes)`` rules, first matching rule wins.
+
+    Returns:
+        ``(state dict to load, mapping report)``, or ``(ckpt, None)`` if no rule applies.
+    """
+    model_keys = set(model_state)
+    if not any(k not in model_keys and _rename_targets(k, model_keys, renames)[0] for k in ckpt):
+        return ckpt, None
+    report = DetectorKeyMapping()
+    out: Dict[str, Any] = {}
+    for key, value in ckpt.items():
+        targets, rule = _rename_targets(key, model_keys, renames)
+        if not targets:
+            report.unused.append(key)
+            continue
+        loaded = []
+        for t in targets:
+            want = tuple(model_state[t].shape) if hasattr(model_state[t], "shape") else None
+            have = tuple(value.shape) if hasattr(value, "shape") else None
+            if want != have:
+                report.shape_mismatch.append((key, t, have, want))
+                continue
+            out[t] = value.clone() if loaded and hasattr(value, "clone") else value
+            loaded.append(t)
+        if loaded:
+            report.matched[key] = loaded
+            if rule is not None:
+                report.renamed[rule] = report.renamed.get(rule, 0) + 1
+    report.not_initialised = sorted(
+        k for k in model_keys if k not in out and not k.endswith("num_batches_tracked")
+    )
+    return out, report
 
 
 def reshape_linear_to_conv1x1(model_state: Dict[str, Any], ckpt: Dict[str, Any], logger=None):

@@ -4,6 +4,8 @@
 from .anchor_generator import RoundedAnchorGenerator
 
 # backbone
+from .backbone.c4_fpn import build_person_search_resnet_c4_fpn_backbone
+from .backbone.fpn import build_person_search_resnet_fpn_backbone
 from .backbone.resnet import build_person_search_resnet_backbone, build_res5_stage
 
 # losses
@@ -22,8 +24,12 @@ from .reid_heads.pixel_norm_aware import PixelNormAwareEmbeddingHead
 from .reid_heads.registry import REID_HEAD_REGISTRY, build_reid_head
 
 # RoI heads
+from .roi_heads.fpn_nae_roi_heads import FPNNAEROIHeads
+from .roi_heads.fpn_oim_roi_heads import FPNOIMROIHeads
+from .roi_heads.fpn_person_search_roi_heads import FPNPersonSearchROIHeads
 from .roi_heads.nae_plus_roi_heads import NAEPlusROIHeads
 from .roi_heads.nae_roi_heads import NAEROIHeads
 from .roi_heads.oim_roi_heads import OIMROIHeads
 from .roi_heads.person_search_roi_heads import PersonSearchROIHeads
+from .roi_heads.plain_res5_roi_heads import PlainRes5ROIHeads
 from .roi_heads.seqnet_roi_heads import SeqNetROIHeads
