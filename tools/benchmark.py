@@ -461,6 +461,191 @@ def run_search_index(args: argparse.Namespace) -> Dict[str, float]:
     return timings
 
 
+# ------------------------------------------------------------------------------------------------
+# compare: several configs side by side with the plain detector (and the official code)
+# ------------------------------------------------------------------------------------------------
+COMPARE_DESCRIPTION = """\
+Measure several models in one run, on the same input: gallery inference (ms/image), query
+embedding (ms/query, from the gallery pass's backbone features), one training iteration (s/iter)
+and peak memory, always with the plain detectron2 Faster R-CNN C4 detector of the same backbone,
+input size and proposal counts (the "x plain" ratios), optionally with the official SeqNet / NAE /
+NAE+ code (--official). Each measurement runs in a fresh process (CPU memory is its own peak RSS).
+
+Forced mode (default; --no-force turns it off): without trained weights a model starts from random
+weights with its BatchNorm statistics calibrated on the benchmark images, and the RoI score
+threshold is 0 and NMS 1.0, so that every head processes the RPN's full top-k (300 boxes per image
+for the R50 configs); the table reports the proposals, RoIs and detections actually processed.
+
+    python tools/benchmark.py compare --configs configs/synthetic/NAE_R10.yaml \\
+        configs/synthetic/SeqNet_R10.yaml --size 384x512 --runs 5 --md table.md
+    python tools/benchmark.py compare --configs configs/NAE_R50.yaml=model.pth \\
+        --official nae=/path/to/NAE4PS --size 900x1500 MODEL.DEVICE cpu
+"""
+# values of the list options that are not config overrides (KEY VALUE pairs that follow them are)
+_COMPARE_LIST_VALUES = {
+    "configs": r".+\.ya?ml(=.*)?",
+    "size": r"\d+[xX]\d+",
+    "official": r"(seqnet|nae\+?)=.*",
+    "measure": r"inference|query|train",
+}
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = COMPARE_DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    # the models: yaml configs, each optionally with trained weights (CONFIG=WEIGHTS)
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        required=True,
+        metavar="CONFIG[=WEIGHTS]",
+        help="personsearch yaml configs; CONFIG=WEIGHTS loads trained weights for that one",
+    )
+    # input sizes; every model is measured at each (one table row per model and size)
+    parser.add_argument(
+        "--size", nargs="+", default=["900x1500"], metavar="HxW", help="input sizes (900x1500)"
+    )
+    # timed calls per measurement (median and min/max are reported)
+    parser.add_argument("--runs", type=int, default=5, help="timed calls per measurement")
+    # untimed calls first (the BatchNorm calibration passes come before them)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
+    # images per training iteration
+    parser.add_argument("--train-batch", type=int, default=2, help="images per training iteration")
+    # query boxes embedded per query call; the time is divided by it
+    parser.add_argument("--queries", type=int, default=1, help="query boxes per query call")
+    # random ground-truth people per training image (all labeled, random person ids)
+    parser.add_argument("--gt-boxes", type=int, default=5, help="random people per train image")
+    # images of the BatchNorm calibration of forced mode (the benchmark image is the first)
+    parser.add_argument("--calib-images", type=int, default=2, help="BatchNorm calibration images")
+    # which measurements to run
+    parser.add_argument(
+        "--measure",
+        nargs="+",
+        default=["inference", "query", "train"],
+        metavar="NAME",
+        help="some of: inference query train (default: all)",
+    )
+    # also measure every model in mixed precision (TEST.AMP / SOLVER.AMP), as extra rows
+    parser.add_argument(
+        "--amp", default="", choices=["", "bfloat16", "float16"], help="extra mixed-precision rows"
+    )
+    # keep the configs' thresholds and weights as they are (see "Forced mode" above)
+    parser.add_argument("--no-force", action="store_true", help="do not force the work per image")
+    # the official implementations, loaded from these clones at run time: seqnet=, nae=, nae+=
+    parser.add_argument(
+        "--official",
+        nargs="+",
+        default=[],
+        metavar="NAME=PATH",
+        help="official code to measure too: seqnet=/path/to/SeqNet nae=/path/to/NAE4PS "
+        "nae+=/path/to/NAE4PS",
+    )
+    # measure in this process (tests; CPU peak memory then includes earlier measurements)
+    parser.add_argument(
+        "--no-subprocess", action="store_true", help="run the measurements in this process"
+    )
+    # torch intra-op threads of the measurements (0: torch's default, one per core)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    # seed of the benchmark image, boxes, targets and random weights
+    parser.add_argument("--seed", type=int, default=0)
+    # only list the planned measurements
+    parser.add_argument("--dry-run", action="store_true", help="list the measurements and exit")
+    # outputs: the full results (rows, raw times, machine) and the markdown table (also printed)
+    parser.add_argument("--json", dest="json_out", default="", help="write the results here")
+    parser.add_argument("--md", dest="md_out", default="", help="write the markdown table here")
+    # config overrides applied to every config, e.g. MODEL.DEVICE cpu
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def _split_compare_lists(args: argparse.Namespace) -> None:
+    """Move config overrides that a list option swallowed (``--configs a.yaml KEY VALUE``) to
+    ``args.opts``."""
+    import re
+
+    moved = []
+    for name, pattern in _COMPARE_LIST_VALUES.items():
+        values = getattr(args, name)
+        for i, v in enumerate(values):
+            if not re.fullmatch(pattern, v):
+                if i == 0:
+                    raise SystemExit(f"benchmark compare: bad --{name} value {v!r}")
+                moved += values[i:]
+                setattr(args, name, values[:i])
+                break
+    args.opts = moved + list(args.opts)
+
+
+def run_compare(args: argparse.Namespace) -> Dict:
+    import os
+
+    from personsearch.benchmark.compare import CompareError, CompareSettings
+    from personsearch.benchmark.compare import run_compare as compare
+    from personsearch.benchmark.inputs import parse_size
+
+    _split_compare_lists(args)
+    late = [o for o in args.opts if str(o).startswith("--")]
+    if late:
+        raise SystemExit(f"benchmark compare: flags must come before the KEY VALUE config "
+                         f"overrides; got {late} after them")  # fmt: skip
+    if len(args.opts) % 2:
+        raise SystemExit(f"benchmark compare: config overrides come in KEY VALUE pairs; got "
+                         f"{args.opts}")  # fmt: skip
+    try:
+        sizes = [parse_size(s) for s in args.size]
+    except ValueError as e:
+        raise SystemExit(f"benchmark compare: {e}") from None
+    configs = [tuple(c.split("=", 1)) if "=" in c else (c, "") for c in args.configs]
+    official = {}
+    for item in args.official:
+        impl, _, path = item.partition("=")
+        official[impl] = path
+    settings = CompareSettings(
+        configs=configs,
+        opts=list(args.opts),
+        sizes=sizes,
+        runs=args.runs,
+        warmup=args.warmup,
+        train_batch=args.train_batch,
+        queries=args.queries,
+        gt_boxes=args.gt_boxes,
+        calib_images=args.calib_images,
+        seed=args.seed,
+        measures=list(args.measure),
+        amp=args.amp,
+        force=not args.no_force,
+        official=official,
+        subprocess=not args.no_subprocess,
+        threads=args.threads,
+        configs_root=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "configs"),  # fmt: skip
+    )
+    try:
+        out = compare(settings, dry_run=args.dry_run)
+    except CompareError as e:
+        raise SystemExit(f"benchmark compare: {e}") from None
+    if args.dry_run:
+        return out
+    print()
+    print(out["markdown"])
+    for path in (args.md_out, args.json_out):
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+    if args.md_out:
+        with open(args.md_out, "w") as f:
+            f.write(out["markdown"])
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), **out}, f, indent=2, default=str)
+    failed = [e for e in out["measurements"] if e["result"].get("error")]
+    if failed:
+        for e in failed:
+            print(f"FAILED {e['name']} {e['size']} {e['precision']} {e['measure']}: "
+                  f"{e['result']['error']}\n{e['result'].get('traceback', '')}")  # fmt: skip
+        raise SystemExit(f"benchmark compare: {len(failed)} of {len(out['measurements'])} "
+                         "measurements failed (see above)")  # fmt: skip
+    return out
+
+
 # name -> (help, add_arguments, run)
 SUBCOMMANDS = {
     "search-eval": (
@@ -482,6 +667,12 @@ SUBCOMMANDS = {
         "time top-k search over a random search index (tools/search.py query), 1M detections",
         add_search_index_arguments,
         run_search_index,
+    ),
+    "compare": (
+        "several configs side by side with the plain detector (and the official code): "
+        "ms/image, ms/query, s/iter, memory",
+        add_compare_arguments,
+        run_compare,
     ),
 }
 

@@ -1,0 +1,27 @@
+"""Side-by-side speed and memory of person-search models (``tools/benchmark.py compare``).
+
+One component per file:
+
+* :mod:`.inputs`: the deterministic benchmark image, query boxes and training targets that every
+  model of a run receives (the same tensors for our models, the plain detector and the official
+  implementations);
+* :mod:`.forcing`: the "forced" mode that makes a random-weight model do the full amount of work
+  (BatchNorm statistics calibrated on the benchmark images, RoI score threshold 0, NMS 1.0);
+* :mod:`.counting`: hooks that count the proposals, pooled RoIs and detections actually
+  processed;
+* :mod:`.timing`: CUDA-synchronised timing, robust statistics, peak memory;
+* :mod:`.models`: building our models and the plain detectron2 Faster R-CNN C4 baseline that
+  matches each of them;
+* :mod:`.measure`: inference, query-embedding and training-step measurements of our models;
+* :mod:`.official`: run-time adapters of the official SeqNet / NAE / NAE+ code (never vendored;
+  what is patched and why is in its docstring), :mod:`.measure_official`: their measurements;
+* :mod:`.jobs`: one measurement as a JSON-able job, run in a fresh subprocess or in-process;
+* :mod:`.worker`: the subprocess entry point (``python -m personsearch.benchmark.worker``);
+* :mod:`.report`: system description, rows with ratios to the plain detector, markdown table;
+* :mod:`.compare`: the whole comparison (validation, plan, runs, outputs).
+"""
+
+from .compare import CompareError, CompareSettings, run_compare
+from .inputs import BenchmarkInputs, parse_size
+from .jobs import Job, run_job, run_job_in_subprocess
+from .report import build_rows, markdown_table, system_info

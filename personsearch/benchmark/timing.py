@@ -1,0 +1,63 @@
+"""Timing and memory: CUDA-synchronised wall-clock times, their median and spread, and the peak
+memory of a measurement (peak RSS of the process on the CPU, peak allocated tensor memory on a
+GPU)."""
+
+import resource
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+
+def timed_runs(step: Callable[[int], object], runs: int, warmup: int, cuda: bool) -> List[float]:
+    """Call ``step(i)`` ``warmup + runs`` times; the seconds of the last ``runs`` calls.
+
+    On CUDA the device is synchronised before and after every call, so each time covers the
+    kernels the call launched.
+    """
+    seconds = []
+    for i in range(warmup + runs):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step(i)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
+def summarize(seconds: List[float]) -> Dict[str, float]:
+    """Median, min, max and quartiles of a list of times (seconds)."""
+    if not seconds:
+        return {}
+    s = sorted(seconds)
+    if len(s) >= 2:
+        q1, _, q3 = statistics.quantiles(s, n=4, method="inclusive")
+    else:
+        q1 = q3 = s[0]
+    return {
+        "median": statistics.median(s),
+        "min": s[0],
+        "max": s[-1],
+        "q1": q1,
+        "q3": q3,
+        "mean": statistics.fmean(s),
+        "runs": len(s),
+    }
+
+
+def reset_peak_memory(cuda: bool) -> None:
+    """Start a new peak of GPU memory (no-op on the CPU: the RSS peak is per process)."""
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb(cuda: bool) -> float:
+    """Peak GPU memory allocated by torch since the last reset, or the peak resident set size of
+    this process (MiB)."""
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
