@@ -41,25 +41,25 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, BoxMode, pairwise_iou
+from detectron2.structures import Boxes, pairwise_iou
 from detectron2.utils.logger import setup_logger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import personsearch  # noqa: F401  (registers the built-in splits)
-from personsearch import get_person_search_cfg
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
 from personsearch.data.statistics import HEIGHT_BIN_EDGES
-from personsearch.engine import PersonSearchCheckpointer
 from personsearch.utils.cli import (
     add_register_json_argument,
     register_json_datasets,
-    unregistered_datasets_message,
 )
+from personsearch.utils.model_tools import (
+    build_inference_model,
+)
+from personsearch.utils.model_tools import gt_boxes_xyxy as original_gt_boxes
+from personsearch.utils.model_tools import load_config, resolve_dataset, to_original
 
 logger = logging.getLogger("personsearch.tools.analyze_iou")
 
@@ -122,66 +122,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------
 # model (the same few steps as tools/visualize_detections.py)
 # ----------------------------------------------------------------------------------------------
-def load_config(parser: argparse.ArgumentParser, config_file: str, opts: Sequence[str]) -> CfgNode:
-    """The config of ``config_file`` with ``opts`` (a leading ``--`` dropped); a missing file,
-    flags among the overrides or an odd number of them are usage errors, an unknown key is yacs's
-    error naming it."""
-    if not os.path.isfile(config_file):
-        parser.error(f"config file not found: {config_file!r}")
-    opts = list(opts[1:] if opts[:1] == ["--"] else opts)  # "--" may end a list-valued flag
-    flags = [o for o in opts if o.startswith("--")]
-    if flags:
-        parser.error(
-            f"flags must come before the KEY VALUE config overrides; got {flags} after them"
-        )
-    if len(opts) % 2:
-        parser.error(f"config overrides come in KEY VALUE pairs; got {opts}")
-    cfg = get_person_search_cfg(config_file, opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(
-            f"{config_file} runs on MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not available "
-            "here; add 'MODEL.DEVICE cpu' to the command to run on the CPU."
-        )
-    return cfg
-
-
-def resolve_dataset(parser: argparse.ArgumentParser, name: str, cfg: CfgNode) -> str:
-    """``name``, or the config's first test split; an unregistered name is a usage error."""
-    if not name:
-        if not cfg.DATASETS.TEST:
-            parser.error("the config has no DATASETS.TEST; name a split with --dataset")
-        name = cfg.DATASETS.TEST[0]
-    message = unregistered_datasets_message([name])
-    if message:
-        parser.error(message)
-    return name
-
-
-def build_inference_model(cfg: CfgNode) -> torch.nn.Module:
-    """The config's model in eval mode with ``MODEL.WEIGHTS`` loaded (random weights, with a
-    warning, when it is empty).
-
-    Raises:
-        FileNotFoundError, ValueError: the checkpointer's errors for a missing or unreadable
-            weights file (they name the path).
-    """
-    model = build_model(cfg)
-    if cfg.MODEL.WEIGHTS:
-        PersonSearchCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
-        logger.warning("MODEL.WEIGHTS is empty: the model has random weights.")
-    return model.eval()
-
-
-def to_original(boxes: torch.Tensor, input_size, height: int, width: int) -> torch.Tensor:
-    """(N, 4) XYXY boxes of the resized input image (``input_size`` = (h, w)) in original pixels
-    (``height`` x ``width``), clipped to the image."""
-    scale = boxes.new_tensor([width / input_size[1], height / input_size[0]]).repeat(2)
-    out = Boxes(boxes * scale)
-    out.clip((height, width))
-    return out.tensor
-
-
 def box_sets_of(roi_heads: torch.nn.Module) -> Tuple[str, ...]:
     """The box sets a RoI head gives: ``stage1`` only for heads with ``detect_stages``."""
     if hasattr(roi_heads, "detect_stages"):
@@ -215,21 +155,7 @@ def image_box_sets(model: torch.nn.Module, inputs: Dict) -> Dict[str, torch.Tens
 # ----------------------------------------------------------------------------------------------
 def gt_boxes_xyxy(record: Dict) -> torch.Tensor:
     """(G, 4) XYXY ground-truth boxes of a record, original pixels."""
-    anns = record.get("annotations", [])
-    if not anns:
-        return torch.zeros((0, 4))
-    boxes = np.asarray([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-    modes = {a.get("bbox_mode", BoxMode.XYXY_ABS) for a in anns}
-    if len(modes) == 1:
-        boxes = np.asarray(BoxMode.convert(boxes, modes.pop(), BoxMode.XYXY_ABS))
-    else:  # mixed modes: per box
-        boxes = np.asarray(
-            [
-                BoxMode.convert(list(a["bbox"]), a.get("bbox_mode", 0), BoxMode.XYXY_ABS)
-                for a in anns
-            ]
-        )
-    return torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    return torch.as_tensor(original_gt_boxes(record), dtype=torch.float32).reshape(-1, 4)
 
 
 def match_boxes(
