@@ -168,7 +168,7 @@ class PersonSearchPredictor:
     @property
     def embed_dim(self) -> int:
         """D, the size of every embedding."""
-        return int(self.model.roi_heads.reid_head.embed_dim)
+        return int(self.model.roi_heads.embed_dim)
 
     def __call__(self, image: np.ndarray, query_boxes: Optional[Any] = None) -> Dict[str, Any]:
         """Detect and embed the people of one image, and embed its query boxes.

@@ -193,3 +193,24 @@ def test_missing_weights_name_the_file(tmp_path):
     cfg = tiny_cfg(opts=["MODEL.WEIGHTS", str(tmp_path / "nope.pth")])
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         PersonSearchPredictor(cfg)
+
+
+@pytest.mark.parametrize("fusion, dim", [("concat", 32), ("shallow", 16)])
+def test_ugas_embedding_size_is_the_fused_size(tmp_path, fusion, dim):
+    """UGAS's fused vector (deep 16 + shallow 16 under concat) is what the predictor reports and
+    returns, also for an image without detections (the search index sizes its arrays from it)."""
+    opts = ["MODEL.UGAS.SFM.CONV_DIM", 8, "MODEL.UGAS.SFM.EMBED_DIM", 16,
+            "MODEL.UGAS.SFM.FUSION", fusion, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 1.01]  # fmt: skip
+    cfg = tiny_cfg("synthetic/UGAS_R10.yaml", opts)
+    torch.manual_seed(0)
+    path = str(tmp_path / "ugas.pth")
+    torch.save({"model": build_model(cfg).state_dict()}, path)
+    cfg.MODEL.WEIGHTS = path
+    predictor = PersonSearchPredictor(cfg)
+    assert predictor.embed_dim == dim
+    image = np.full((96, 128, 3), 127, np.uint8)
+    out = predictor(image, query_boxes=[[10, 10, 40, 80]])
+    assert len(out["instances"]) == 0  # nothing passes the threshold
+    assert out["instances"].reid_feats.shape == (0, dim)
+    assert out["query_feats"].shape == (1, dim)
+    assert predictor.embed(image, np.zeros((0, 4))).shape == (0, dim)

@@ -194,6 +194,12 @@ class PersonSearchROIHeads(ROIHeads):
         feats = reid_out.get("oim_features", reid_out["embeddings"])
         return {"loss_oim": self.reid_loss(feats[person], pids[person])}
 
+    @property
+    def embed_dim(self) -> int:
+        """D of the embeddings the head outputs: UGAS's fused vector when UGAS is on, else the
+        re-ID head's."""
+        return int(self.ugas.embed_dim if self.ugas is not None else self.reid_head.embed_dim)
+
     def embed_boxes(
         self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
     ) -> List[torch.Tensor]:
@@ -209,8 +215,7 @@ class PersonSearchROIHeads(ROIHeads):
         counts = [len(b) for b in boxes]
         if sum(counts) == 0:
             device = next(iter(features.values())).device
-            dim = self.reid_head.embed_dim
-            return [torch.zeros((0, dim), device=device) for _ in boxes]
+            return [torch.zeros((0, self.embed_dim), device=device) for _ in boxes]
         embeddings = self.reid_forward(features, boxes, self.roi_features(features, boxes))
         return list(embeddings["embeddings"].split(counts))
 
