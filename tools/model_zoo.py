@@ -41,6 +41,10 @@ GROUPS: Dict[str, List[Tuple[str, str]]] = {
         ("UGAS on NAE", "synthetic/UGAS-NAE_R10.yaml"),
         ("UGAS on SeqNet", "synthetic/UGAS_R10.yaml"),
     ],
+    "fpn": [
+        ("NAE, C4 (res5 head)", "synthetic/NAE_R10.yaml"),
+        ("NAE, FPN (box head on p2-p5)", "synthetic/NAE_R10_FPN.yaml"),
+    ],
     "ablation": [
         ("(a) SeqNet", "synthetic/SeqNet_R10.yaml"),  # = ablations/a_SeqNet.yaml (same model)
         ("(b) + SFM", "synthetic/ablations/b_SFM.yaml"),

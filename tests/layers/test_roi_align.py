@@ -83,3 +83,30 @@ def test_models_give_the_same_outputs_with_either_implementation(config):
     assert len(oa) == len(ob)
     torch.testing.assert_close(ob.pred_boxes.tensor, oa.pred_boxes.tensor, rtol=0, atol=1e-3)
     torch.testing.assert_close(ob.reid_feats, oa.reid_feats, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("where", ["corner", "whole map", "outside"])
+def test_inference_window_is_bit_identical_to_the_full_product(aligned, where):
+    """Without autograd only the window of pixels the RoIs read is copied (a 1-box query on a
+    900x1500 res2 map no longer copies the whole map); the sum runs over the same terms in the
+    same order, so the result is bit for bit the product over the full map."""
+    from personsearch.layers.roi_align import roi_align_matrix
+
+    torch.manual_seed(0)
+    feats = torch.randn(2, 5, 40, 60)
+    rois = {
+        "corner": torch.tensor([[0, 3.0, 4, 20, 30], [1, 10, 2, 33, 25]]),
+        "whole map": torch.tensor([[0, 0.0, 0, 60, 40], [1, 5, 5, 20, 20]]),
+        "outside": torch.tensor([[0, -30.0, -30, -5, -5], [1, 58, 38, 90, 90]]),
+    }[where]
+    a = roi_align_matrix(rois, (2, 40, 60), (7, 7), 1.0, 2, aligned)
+    full = (a @ feats.permute(0, 2, 3, 1).reshape(-1, 5)).reshape(2, 7, 7, 5).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        out = roi_align_sparse(feats, rois, 7, 1.0, 2, aligned)
+    assert torch.equal(out, full.contiguous())
+    ref = roi_align(feats, rois, 7, 1.0, 2, aligned)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    # with autograd the full product runs (training is unchanged) and gives the same values
+    g = feats.clone().requires_grad_(True)
+    assert torch.equal(roi_align_sparse(g, rois, 7, 1.0, 2, aligned).detach(), out)
