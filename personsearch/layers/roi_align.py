@@ -6,7 +6,7 @@ configs it took 15-40 % of the time, and at the reference size (five 900x1500 im
 feature map, ``out = A @ F`` with F the (N*H*W, C) feature matrix and A sparse (each output bin
 averages ``sampling_ratio^2`` bilinear samples of 4 pixels each), so forward and backward
 (``A^T @ grad``) become multithreaded sparse-dense products (measured in
-docs/PERFORMANCE.md). The sample positions and bilinear weights follow torchvision's kernel
+MODEL_ZOO.md, "Speed"). The sample positions and bilinear weights follow torchvision's kernel
 operation by operation, so the results equal its outputs to float rounding (summation order).
 """
 
