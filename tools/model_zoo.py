@@ -238,11 +238,12 @@ def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
 
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
     for ax, (name, rows) in zip(axes[0], groups.items()):
-        labels = [label for label, _ in rows]
+        ran = [any(results.get(c, [])) for _, c in rows]
+        labels = [label if r else f"{label} (not run)" for (label, _), r in zip(rows, ran)]
         x = np.arange(len(rows))
         for off, key, title in ((-0.2, "mAP", "mAP"), (0.2, "lowres_mAP", "mAP (L)")):
             vals = [[r[key] for r in results.get(c, []) if r] for _, c in rows]
-            mean = [np.mean(v) if v else 0 for v in vals]
+            mean = [np.mean(v) if v else np.nan for v in vals]  # no bar for a config not run
             std = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
             ax.bar(x + off, mean, 0.4, yerr=std, capsize=3, label=title)
         ax.set_xticks(x)
