@@ -26,9 +26,7 @@ class GuardedTrainLoop(SimpleTrainer):
     agrees by construction).
     """
 
-    def __init__(
-        self, model, data_loader, optimizer, max_skips: int = 0, amp_dtype: str = ""
-    ):
+    def __init__(self, model, data_loader, optimizer, max_skips: int = 0, amp_dtype: str = ""):
         """
         Args:
             model, data_loader, optimizer: see ``SimpleTrainer``.
@@ -45,9 +43,7 @@ class GuardedTrainLoop(SimpleTrainer):
         self.amp_dtype = (
             autocast_dtype(amp_dtype, self.device_type, "SOLVER.AMP.DTYPE") if amp_dtype else None
         )
-        self.grad_scaler = (
-            torch.cuda.amp.GradScaler() if self.amp_dtype == torch.float16 else None
-        )
+        self.grad_scaler = torch.cuda.amp.GradScaler() if self.amp_dtype == torch.float16 else None
 
     def run_step(self):
         assert self.model.training, "[GuardedTrainLoop] model was changed to eval mode!"
