@@ -281,24 +281,6 @@ def _model_setup(args: argparse.Namespace):
     return cfg, model, PersonSearchTrainer, cuda
 
 
-def _timed(step: Callable, count: int, warmup: int, cuda: bool, desc: str) -> List[float]:
-    """Run ``step(i)`` ``warmup + count`` times; the seconds of the last ``count``."""
-    import torch
-    from tqdm import tqdm
-
-    seconds = []
-    for i in tqdm(range(warmup + count), desc=desc):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        step(i)
-        if cuda:
-            torch.cuda.synchronize()
-        if i >= warmup:
-            seconds.append(time.perf_counter() - t0)
-    return seconds
-
-
 def _report(name: str, unit: str, seconds: List[float], cuda: bool, args, extra: Dict) -> Dict:
     import torch
 
@@ -329,6 +311,8 @@ def run_train(args: argparse.Namespace) -> Dict:
     import torch
     from detectron2.utils.events import EventStorage
 
+    from personsearch.benchmark.timing import timed_runs
+
     cfg, model, trainer_cls, cuda = _model_setup(args)
     model.train()
     optimizer = trainer_cls.build_optimizer(cfg, model)
@@ -345,7 +329,7 @@ def run_train(args: argparse.Namespace) -> Dict:
         optimizer.step()
 
     with EventStorage(0):
-        seconds = _timed(step, args.iters, args.warmup, cuda, "train steps")
+        seconds = timed_runs(step, args.iters, args.warmup, cuda, "train steps")
     return _report(
         "train", "iter", seconds, cuda, args, {"images_per_iter": cfg.SOLVER.IMS_PER_BATCH}
     )
@@ -355,6 +339,8 @@ def run_inference(args: argparse.Namespace) -> Dict:
     import itertools
 
     import torch
+
+    from personsearch.benchmark.timing import timed_runs
 
     cfg, model, trainer_cls, cuda = _model_setup(args)
     if not cfg.DATASETS.TEST:
@@ -369,7 +355,7 @@ def run_inference(args: argparse.Namespace) -> Dict:
         with torch.no_grad():
             model(inputs[i])
 
-    seconds = _timed(step, len(inputs) - args.warmup, args.warmup, cuda, "test images")
+    seconds = timed_runs(step, len(inputs) - args.warmup, args.warmup, cuda, "test images")
     return _report("inference", "image", seconds, cuda, args, {"dataset": cfg.DATASETS.TEST[0]})
 
 

@@ -10,14 +10,22 @@ from typing import Callable, Dict, List
 import torch
 
 
-def timed_runs(step: Callable[[int], object], runs: int, warmup: int, cuda: bool) -> List[float]:
-    """Call ``step(i)`` ``warmup + runs`` times; the seconds of the last ``runs`` calls.
+def timed_runs(
+    step: Callable[[int], object], runs: int, warmup: int, cuda: bool, desc: str = ""
+) -> List[float]:
+    """Call ``step(i)`` ``warmup + runs`` times; the seconds of the last ``runs`` calls (with a
+    tqdm progress bar named ``desc`` when given).
 
     On CUDA the device is synchronised before and after every call, so each time covers the
     kernels the call launched.
     """
     seconds = []
-    for i in range(warmup + runs):
+    calls = range(warmup + runs)
+    if desc:
+        from tqdm import tqdm
+
+        calls = tqdm(calls, desc=desc)
+    for i in calls:
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
