@@ -45,6 +45,39 @@ TINY_MODEL_OPTS = [
 ]  # fmt: skip
 
 
+def tiny_synthetic_splits(root: str, prefix: str) -> dict:
+    """Generate a 6 + 6 image synthetic set under ``root`` and register its splits as
+    ``{prefix}_train`` / ``{prefix}_test`` (re-registered if a name exists).
+
+    Returns:
+        ``{"train": name, "test": name}``.
+    """
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from personsearch.data.datasets.cuhk_sysu import register_cuhk_sysu
+    from personsearch.data.datasets.synthetic import generate_synthetic_dataset
+
+    generate_synthetic_dataset(
+        root,
+        num_train_images=6,
+        num_test_images=6,
+        num_train_ids=4,
+        num_test_ids=3,
+        gallery_sizes=(4,),
+        workers=1,
+        progress=False,
+    )
+    names = {}
+    for split in ("train", "test"):
+        name = f"{prefix}_{split}"
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        register_cuhk_sysu(name, root, split)
+        names[split] = name
+    return names
+
+
 def tiny_cfg(config_file: str = "Base-PersonSearch.yaml", opts: Sequence = ()):
     """A CPU-sized config built from one of the repository's config files."""
     return get_person_search_cfg(os.path.join(CONFIGS, config_file), TINY_MODEL_OPTS + list(opts))

@@ -7,21 +7,14 @@ import os
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import (
-    DatasetCatalog,
-    MetadataCatalog,
-    build_detection_test_loader,
-    build_detection_train_loader,
-)
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 
 import personsearch  # noqa: F401  (registers the datasets' loaders and the model components)
 from personsearch import PersonSearchEvaluator, add_personsearch_config
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
-from personsearch.data.datasets.cuhk_sysu import register_cuhk_sysu
-from personsearch.data.datasets.synthetic import generate_synthetic_dataset
 from personsearch.engine import PersonSearchTrainer
-from tests.common import CONFIGS, tiny_opts
+from tests.common import CONFIGS, tiny_opts, tiny_synthetic_splits
 
 
 class PlainTrainer(DefaultTrainer):
@@ -46,25 +39,7 @@ class PlainTrainer(DefaultTrainer):
 @pytest.fixture(scope="module")
 def tiny_split(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synthetic_plain"))
-    generate_synthetic_dataset(
-        root,
-        num_train_images=6,
-        num_test_images=6,
-        num_train_ids=4,
-        num_test_ids=3,
-        gallery_sizes=(4,),
-        workers=1,
-        progress=False,
-    )
-    names = {}
-    for split in ("train", "test"):
-        name = f"tiny_synthetic_plain_{split}"
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
-        register_cuhk_sysu(name, root, split)
-        names[split] = name
-    return names
+    return tiny_synthetic_splits(root, "tiny_synthetic_plain")
 
 
 def test_plain_default_trainer_trains_and_evaluates_a_person_search_model(tiny_split, tmp_path):
