@@ -8,8 +8,6 @@ from detectron2.modeling.roi_heads import ROIHeads, build_box_head
 
 from personsearch.layers import build_roi_pooler
 
-from ..losses.oim import OIMLoss
-from ..reid_heads.registry import build_reid_head
 from .fpn_feature_head import FPNFeatureHead
 from .person_search_roi_heads import PersonSearchROIHeads
 
@@ -66,12 +64,6 @@ class FPNPersonSearchROIHeads(PersonSearchROIHeads):
         res = box_cfg.POOLER_RESOLUTION
         box_head = build_box_head(cfg, ShapeSpec(channels=channels, height=res, width=res))
         feature_head = FPNFeatureHead(box_head, channels, box_cfg.GLOBAL_POOL)
-        # the embedding path, as PersonSearchROIHeads builds it on the C4 feature head
-        reid_head = build_reid_head(cfg, feature_head.output_channels)
-        from ..ugas import build_ugas  # the UGAS package imports the base module's constants
-
-        ugas = build_ugas(cfg, input_shape, feature_head.output_channels, reid_head)
-        embed_dim = ugas.embed_dim if ugas is not None else reid_head.embed_dim
         ret.update(
             in_features=in_features,
             pooler=build_roi_pooler(
@@ -81,9 +73,6 @@ class FPNPersonSearchROIHeads(PersonSearchROIHeads):
                 box_cfg.POOLER_TYPE,
                 box_cfg.ROI_ALIGN_CPU,
             ),
-            feature_head=feature_head,
-            reid_head=reid_head,
-            reid_loss=OIMLoss(cfg, embed_dim),
-            ugas=ugas,
+            **cls.embedding_path(cfg, input_shape, feature_head),
         )
         return ret

@@ -90,11 +90,6 @@ class PersonSearchROIHeads(ROIHeads):
         feature_head = Res5FeatureHead(
             build_res5_stage(cfg), shape.channels, res5_out_channels(cfg), box_cfg.GLOBAL_POOL
         )
-        reid_head = build_reid_head(cfg, feature_head.output_channels)
-        from ..ugas import build_ugas  # the UGAS package imports this module's constants
-
-        ugas = build_ugas(cfg, input_shape, feature_head.output_channels, reid_head)
-        embed_dim = ugas.embed_dim if ugas is not None else reid_head.embed_dim
         ret.update(
             in_features=in_features,
             pooler=build_roi_pooler(
@@ -104,12 +99,29 @@ class PersonSearchROIHeads(ROIHeads):
                 box_cfg.POOLER_TYPE,
                 box_cfg.ROI_ALIGN_CPU,
             ),
-            feature_head=feature_head,
-            reid_head=reid_head,
-            reid_loss=OIMLoss(cfg, embed_dim),
-            ugas=ugas,
+            **cls.embedding_path(cfg, input_shape, feature_head),
         )
         return ret
+
+    @staticmethod
+    def embedding_path(cfg, input_shape: Dict[str, ShapeSpec], feature_head: nn.Module) -> Dict:
+        """The parts after the feature head, shared by the C4 and the FPN heads: the re-ID head,
+        UGAS (or None) and the OIM loss sized to the final embedding.
+
+        Returns:
+            ``{"feature_head", "reid_head", "ugas", "reid_loss"}`` (``__init__`` arguments).
+        """
+        reid_head = build_reid_head(cfg, feature_head.output_channels)
+        from ..ugas import build_ugas  # the UGAS package imports this module's constants
+
+        ugas = build_ugas(cfg, input_shape, feature_head.output_channels, reid_head)
+        embed_dim = ugas.embed_dim if ugas is not None else reid_head.embed_dim
+        return {
+            "feature_head": feature_head,
+            "reid_head": reid_head,
+            "ugas": ugas,
+            "reid_loss": OIMLoss(cfg, embed_dim),
+        }
 
     def roi_features(
         self,
