@@ -131,15 +131,30 @@ def _train_net(args: argparse.Namespace, config: str, opts: Sequence[str], log: 
 
 
 def _training_minutes(out: str) -> Optional[float]:
-    """detectron2's "Total training time: H:MM:SS" of the run's log, in minutes."""
+    """Training time of the run in minutes.
+
+    detectron2's "Total training time: H:MM:SS" of the run's log; a run that was interrupted and
+    resumed logs that only for its last part, so for it the time is estimated as the number of
+    iterations times the median seconds per iteration of its metrics.json rows.
+    """
     path = os.path.join(out, "log.txt")
     if not os.path.isfile(path):
         return None
-    found = re.findall(
-        r"Total training time: (\d+):(\d+):(\d+)", open(path, errors="replace").read()
-    )
+    log = open(path, errors="replace").read()
+    found = re.findall(r"Total training time: (\d+):(\d+):(\d+)", log)
     if not found:
         return None
+    starts = re.findall(r"Starting training from iteration (\d+)", log)
+    if any(int(i) > 0 for i in starts):  # resumed
+        metrics = os.path.join(out, "metrics.json")
+        rows = (
+            [json.loads(line) for line in open(metrics) if line.strip()]
+            if os.path.isfile(metrics)
+            else []
+        )
+        times = [r["time"] for r in rows if "time" in r]
+        iters = max((r["iteration"] for r in rows if "iteration" in r), default=-1) + 1
+        return statistics.median(times) * iters / 60 if times else None
     h, m, s = map(int, found[-1])
     return h * 60 + m + s / 60
 

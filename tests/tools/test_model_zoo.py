@@ -64,3 +64,18 @@ def _unregister(names):
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
+
+
+def test_training_minutes_of_a_resumed_run_count_every_iteration(tmp_path):
+    tool = load_tool("model_zoo")
+    total = "[t] Total training time: {} (0:00:01 on hooks)\n"
+    log = "[t] Starting training from iteration 0\n" + total.format("0:02:30")
+    (tmp_path / "log.txt").write_text(log)
+    assert abs(tool._training_minutes(str(tmp_path)) - 2.5) < 1e-9
+    # interrupted after iteration 59 (no total logged), resumed from the checkpoint at 40: the last
+    # part's total covers 60 of 100 iterations, so the time is estimated from metrics.json
+    log += "[t] Starting training from iteration 40\n" + total.format("0:01:00")
+    (tmp_path / "log.txt").write_text(log)
+    rows = [{"iteration": i, "time": 3.0} for i in range(19, 100, 20)]
+    (tmp_path / "metrics.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert abs(tool._training_minutes(str(tmp_path)) - 100 * 3.0 / 60) < 1e-9
