@@ -28,7 +28,6 @@ in ``SUBCOMMANDS``.
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -265,6 +264,7 @@ def _model_setup(args: argparse.Namespace):
     import torch
 
     from personsearch import get_person_search_cfg
+    from personsearch.benchmark.timing import reset_peak_memory
     from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
 
     cfg = get_person_search_cfg(args.config_file, args.opts)
@@ -276,20 +276,15 @@ def _model_setup(args: argparse.Namespace):
     if cfg.MODEL.WEIGHTS:
         PersonSearchCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     cuda = cfg.MODEL.DEVICE.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory(cuda)
     return cfg, model, PersonSearchTrainer, cuda
 
 
 def _report(name: str, unit: str, seconds: List[float], cuda: bool, args, extra: Dict) -> Dict:
-    import torch
+    from personsearch.benchmark.timing import peak_memory_mb
 
-    if cuda:
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        memory = "peak GPU memory allocated"
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        memory = "peak resident memory of the process"
+    peak_mb = peak_memory_mb(cuda)
+    memory = "peak GPU memory allocated" if cuda else "peak resident memory of the process"
     out = {
         f"seconds_per_{unit}_mean": statistics.fmean(seconds),
         f"seconds_per_{unit}_median": statistics.median(seconds),

@@ -23,7 +23,7 @@ from .counting import WorkCounter
 from .forcing import calibrate_batchnorm, expected_detections
 from .inputs import BenchmarkInputs
 from .models import build
-from .timing import peak_memory_mb, reset_peak_memory, summarize, timed_runs
+from .timing import measured_runs
 
 
 def mode_of(force: bool, weights: str) -> str:
@@ -109,17 +109,11 @@ def measure_inference(
             out = model.inference(batch)
         detections.append(len(out[0]["instances"]))
 
-    setup_mb = peak_memory_mb(cuda)
-    reset_peak_memory(cuda)
-    seconds = timed_runs(step, runs, warmup, cuda)
+    timing = measured_runs(step, runs, warmup, cuda, items_per_call=1)
     counter.remove()
     return {
         **info,
-        "seconds": seconds,
-        "stats": summarize(seconds),
-        "items_per_call": 1,
-        "peak_memory_mb": peak_memory_mb(cuda),
-        "setup_peak_memory_mb": setup_mb,
+        **timing,
         "detections_per_image": detections[-1] if detections else None,
         "expected_detections": expected_detections(cfg),
         **counter.per_image(1),
@@ -150,17 +144,11 @@ def measure_query(
         with _query_amp(cfg):
             dims.append(tuple(model.roi_heads.embed_boxes(features, boxes)[0].shape))
 
-    setup_mb = peak_memory_mb(cuda)
-    reset_peak_memory(cuda)
-    seconds = timed_runs(step, runs, warmup, cuda)
+    timing = measured_runs(step, runs, warmup, cuda, items_per_call=len(boxes[0]))
     counter.remove()
     return {
         **info,
-        "seconds": seconds,
-        "stats": summarize(seconds),
-        "items_per_call": len(boxes[0]),
-        "peak_memory_mb": peak_memory_mb(cuda),
-        "setup_peak_memory_mb": setup_mb,
+        **timing,
         "embedding_shape": list(dims[-1]) if dims else None,
         "rois_per_call": counter.rois[-1] if counter.rois else None,
     }
@@ -208,8 +196,6 @@ def measure_train(
     )
     counter = WorkCounter(model.proposal_generator, model.roi_heads.pooler)
 
-    setup_mb = peak_memory_mb(cuda)
-    reset_peak_memory(cuda)
     with EventStorage(0) as storage:
 
         def step(i):
@@ -217,17 +203,13 @@ def measure_train(
             loop.iter = storage.iter = i
             loop.run_step()
 
-        seconds = timed_runs(step, runs, warmup, cuda)
+        timing = measured_runs(step, runs, warmup, cuda, items_per_call=1)
     counter.remove()
     n = len(batch)
     return {
         "mode": mode_of(force, weights),
-        "seconds": seconds,
-        "stats": summarize(seconds),
-        "items_per_call": 1,
+        **timing,
         "images_per_iter": n,
-        "peak_memory_mb": peak_memory_mb(cuda),
-        "setup_peak_memory_mb": setup_mb,
         "nonfinite_skips": loop.num_skipped,
         **counter.per_image(n),
     }

@@ -11,7 +11,7 @@ from . import official
 from .counting import WorkCounter
 from .forcing import calibrate_batchnorm
 from .inputs import BenchmarkInputs
-from .timing import peak_memory_mb, reset_peak_memory, summarize, timed_runs
+from .timing import measured_runs
 
 
 def _amp(precision: str, device: torch.device):
@@ -100,18 +100,8 @@ def measure_official(
         items = len(boxes)
     else:
         raise ValueError(f"unknown measurement {measure!r}")
-    setup_mb = peak_memory_mb(cuda)
-    reset_peak_memory(cuda)
-    seconds = timed_runs(step, runs, warmup, cuda)
+    out = {**info, **measured_runs(step, runs, warmup, cuda, items_per_call=items)}
     counter.remove()
-    out = {
-        **info,
-        "seconds": seconds,
-        "stats": summarize(seconds),
-        "items_per_call": items,
-        "peak_memory_mb": peak_memory_mb(cuda),
-        "setup_peak_memory_mb": setup_mb,
-    }
     if measure == "inference":
         out.update(
             detections_per_image=counts[-1] if counts else None,
@@ -165,18 +155,12 @@ def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, 
         else:
             optimizer.step()
 
-    setup_mb = peak_memory_mb(cuda)
-    reset_peak_memory(cuda)
-    seconds = timed_runs(step, runs, warmup, cuda)
+    timing = measured_runs(step, runs, warmup, cuda, items_per_call=1)
     counter.remove()
     return {
         "mode": "forced",
         "notes": official.notes(impl),
-        "seconds": seconds,
-        "stats": summarize(seconds),
-        "items_per_call": 1,
+        **timing,
         "images_per_iter": len(batch),
-        "peak_memory_mb": peak_memory_mb(cuda),
-        "setup_peak_memory_mb": setup_mb,
         **counter.per_image(len(batch)),
     }

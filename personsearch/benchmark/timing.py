@@ -37,6 +37,28 @@ def timed_runs(
     return seconds
 
 
+def measured_runs(
+    step: Callable[[int], object], runs: int, warmup: int, cuda: bool, items_per_call: int
+) -> Dict:
+    """``timed_runs`` under a fresh memory peak: the timing and memory fields of a benchmark row.
+
+    Returns:
+        ``seconds`` (the ``runs`` times), ``stats`` (their ``summarize``), ``items_per_call``,
+        ``peak_memory_mb`` (during the runs) and ``setup_peak_memory_mb`` (before them: model
+        building, inputs).
+    """
+    setup_mb = peak_memory_mb(cuda)
+    reset_peak_memory(cuda)
+    seconds = timed_runs(step, runs, warmup, cuda)
+    return {
+        "seconds": seconds,
+        "stats": summarize(seconds),
+        "items_per_call": items_per_call,
+        "peak_memory_mb": peak_memory_mb(cuda),
+        "setup_peak_memory_mb": setup_mb,
+    }
+
+
 def summarize(seconds: List[float]) -> Dict[str, float]:
     """Median, min, max and quartiles of a list of times (seconds)."""
     if not seconds:
