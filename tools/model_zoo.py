@@ -270,7 +270,8 @@ def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
         ax.set_title(name)
         ax.set_ylabel("%")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend()
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # room for the legend above the bars
+        ax.legend(loc="upper left", ncol=len(PLOTTED), fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
