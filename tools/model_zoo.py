@@ -147,11 +147,9 @@ def _training_minutes(out: str) -> Optional[float]:
     starts = re.findall(r"Starting training from iteration (\d+)", log)
     if any(int(i) > 0 for i in starts):  # resumed
         metrics = os.path.join(out, "metrics.json")
-        rows = (
-            [json.loads(line) for line in open(metrics) if line.strip()]
-            if os.path.isfile(metrics)
-            else []
-        )
+        if not os.path.isfile(metrics):
+            return None
+        rows = [json.loads(line) for line in open(metrics) if line.strip()]
         times = [r["time"] for r in rows if "time" in r]
         iters = max((r["iteration"] for r in rows if "iteration" in r), default=-1) + 1
         return statistics.median(times) * iters / 60 if times else None
