@@ -401,9 +401,9 @@ def test_ug_contract_names_the_head_and_what_is_missing():
                    "MODEL.UGAS.UG.OUTPUT_VARIANCE", True])  # fmt: skip
     # by default UG reads the map the RoI feature head reads; any other map can be named
     assert ugas().roi_heads.ugas.ug_inputs == ["res4_map"]
-    model = ugas("synthetic/NAE+_R10.yaml", ["MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4"],
-                                             "MODEL.UGAS.UG.ENABLED", True,
-                                             "MODEL.UGAS.UG.IN_FEATURES", ["res5_map"]])  # fmt: skip
+    opts = ["MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4"], "MODEL.UGAS.UG.ENABLED", True,
+            "MODEL.UGAS.UG.IN_FEATURES", ["res5_map"]]  # fmt: skip
+    model = ugas("synthetic/NAE+_R10.yaml", opts)
     assert model.roi_heads.ugas.ug_inputs == ["res5_map"]
     _train_step(model)
 
