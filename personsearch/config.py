@@ -260,11 +260,12 @@ def _add_ugas_config(cfg: CN) -> None:
     cfg.MODEL.UGAS.UG.LOSS_WEIGHTING = True
     cfg.MODEL.UGAS.UG.WEIGHT_POWER = 1.0
     cfg.MODEL.UGAS.UG.FIT_WEIGHT = 1.0
-    # Weight of the box-quality supervision 1 - pearson(s, -log IoU) (0 = off).
-    cfg.MODEL.UGAS.UG.QUALITY_WEIGHT = 0.0
+    # Weight of the box-quality supervision 1 - pearson(s, -log IoU) (0 = off). On by default:
+    # without it the variance does not track box quality (MODEL_ZOO.md, UG variants).
+    cfg.MODEL.UGAS.UG.QUALITY_WEIGHT = 1.0
     # Rate of each RoI's lookup-table update: "none" (plain OIM), "iou" (scaled by the box's IoU
     # with its ground truth) or "certainty" (by its certainty weight / the batch maximum).
-    cfg.MODEL.UGAS.UG.MEMORY_WEIGHT = "none"
+    cfg.MODEL.UGAS.UG.MEMORY_WEIGHT = "iou"
     # Entropy floor: weight of relu(ENTROPY_FLOOR - s) (0 = off), against a vanishing variance.
     cfg.MODEL.UGAS.UG.ENTROPY_WEIGHT = 0.0
     cfg.MODEL.UGAS.UG.ENTROPY_FLOOR = -2.0

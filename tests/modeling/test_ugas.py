@@ -261,7 +261,8 @@ def test_every_ug_sample_is_scored_against_the_memory_before_the_batch():
         oim = OIMLoss(num_pids=3, queue_size=4, feat_dim=8, momentum=0.0)
         oim.train()
         oim.lut.copy_(lut)
-        ug = _ug(embed_dim=8, num_samples=samples, loss_weighting=False, kl_weight=0.0)
+        ug = _ug(embed_dim=8, num_samples=samples, loss_weighting=False, kl_weight=0.0,
+                 quality_weight=0.0, memory_weight="none")  # fmt: skip
         losses.append(ug.reid_loss(oim, feats, pids, log_var)["loss_oim"])
         torch.testing.assert_close(oim.lut, feats[:3])  # updated once, with the means
     assert losses[0] > 0.1
@@ -570,3 +571,15 @@ def test_branch_memories_are_saved_and_restored(tmp_path):
 def test_bad_ugas_values_name_the_key(opts, message):
     with pytest.raises(ValueError, match=message):
         ugas(opts=opts)
+
+
+def test_ug_quality_guidance_needs_the_rois_iou():
+    ug = _ug(embed_dim=8)  # default: IoU supervision and IoU-weighted memory update
+    oim = OIMLoss(num_pids=3, queue_size=4, feat_dim=8)
+    oim.train()
+    feats = F.normalize(torch.randn(3, 8), dim=1)
+    with pytest.raises(ValueError, match="need the IoU of each RoI"):
+        ug.reid_loss(oim, feats, torch.tensor([0, 1, -1]), torch.zeros(3, 8))
+    losses = ug.reid_loss(oim, feats, torch.tensor([0, 1, -1]), torch.zeros(3, 8),
+                          iou=torch.tensor([0.9, 0.6, 0.7]))  # fmt: skip
+    assert {"loss_oim", "loss_ug_kl", "loss_ug_fit", "loss_ug_quality"} == set(losses)
