@@ -53,6 +53,32 @@ GROUPS: Dict[str, List[Tuple[str, str]]] = {
         ("(d) + UG", "synthetic/ablations/d_UG.yaml"),
         ("(e) + SFM + SD + UG", "synthetic/UGAS_R10.yaml"),
     ],
+    "ug": [  # UG variants, alone on SeqNet and within the full UGAS
+        ("SeqNet + UG (Gaussian, quality-guided: default)", "synthetic/ablations/d_UG.yaml"),
+        ("SeqNet + UG (Gaussian, loss weighting only)", "synthetic/ablations/d_UG_fit.yaml"),
+        ("SeqNet + UG (UAL: no sampling)", "synthetic/ablations/d_UG_ual.yaml"),
+        ("SeqNet + UG (DSU)", "synthetic/ablations/d_UG_dsu.yaml"),
+        (
+            "SeqNet + UG (first reconstruction: collapses)",
+            "synthetic/ablations/d_UG_collapsed.yaml",
+        ),
+        ("UGAS (quality-guided UG: default)", "synthetic/UGAS_R10.yaml"),
+        ("UGAS (UG with loss weighting only)", "synthetic/ablations/e_UGAS_fit.yaml"),
+    ],
+    "sd": [  # SD variants
+        ("SFM + SD (mutual: default)", "synthetic/ablations/c_SFM_SD.yaml"),
+        ("SFM + SD (one-way deep -> shallow)", "synthetic/ablations/c_SFM_SD_oneway.yaml"),
+        (
+            "SFM + SD (gradient stopped at each branch)",
+            "synthetic/ablations/c_SFM_SD_stopgrad.yaml",
+        ),
+        ("UGAS (mutual SD: default)", "synthetic/UGAS_R10.yaml"),
+        ("UGAS (one-way SD)", "synthetic/ablations/e_UGAS_oneway.yaml"),
+    ],
+    "sfm": [  # SFM variants
+        ("SFM (no attention: default)", "synthetic/ablations/b_SFM.yaml"),
+        ("SFM with spatial + level attention", "synthetic/ablations/b_SFM_attention.yaml"),
+    ],
     "fusion": [
         ("deep", "synthetic/ablations/fusion_deep.yaml"),
         ("shallow", "synthetic/ablations/fusion_shallow.yaml"),
@@ -79,7 +105,6 @@ COLUMNS = [
 # (bar offset, key in result.json, legend) of the chart: the full split, the low-resolution
 # subset, and ground-truth boxes (re-identification alone, without the detector's noise)
 PLOTTED = ((-0.27, "mAP", "mAP"), (0.0, "lowres_mAP", "mAP (L)"), (0.27, "gt_mAP", "mAP GT boxes"))
-BEGIN, END = "<!-- model-zoo:synthetic:begin -->", "<!-- model-zoo:synthetic:end -->"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     # replace the section between the model-zoo markers of this markdown file with the tables
     p.add_argument("--update", default="")
+    # the name in the markers: <!-- model-zoo:NAME:begin --> ... <!-- model-zoo:NAME:end -->
+    p.add_argument("--section", default="synthetic")
     # forwarded to every train_net.py call (e.g. --register-json NAME JSON ROOT); repeatable
     p.add_argument("--register-json", nargs=3, action="append", default=[], metavar="X")
     # runs trained at the same time (separate processes; e.g. several per GPU). With more than one
@@ -332,13 +359,16 @@ def _mean_std(values: List[float]) -> str:
 
 def table(rows: List[Tuple[str, str]], results: Dict[str, List[Dict]], seeds) -> str:
     """A markdown table: one row per (label, config), mean ± std over its finished seeds."""
-    head = "| model | config | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (3 + len(COLUMNS))]
+    head = "| model | config | seeds | " + " | ".join(c for c, _ in COLUMNS) + " | device |"
+    lines = [head, "|" + "---|" * (4 + len(COLUMNS))]
     for label, config in rows:
         runs = [r for r in results.get(config, []) if r]
         cells = [_mean_std([r.get(k) for r in runs]) for _, k in COLUMNS]
+        devices = ", ".join(sorted({str(r.get("device", "?")) for r in runs})) or "-"
         lines.append(
-            f"| {label} | `{config}` | {len(runs)}/{len(seeds)} | " + " | ".join(cells) + " |"
+            f"| {label} | `{config}` | {len(runs)}/{len(seeds)} | "
+            + " | ".join(cells)
+            + f" | {devices} |"
         )
     return "\n".join(lines)
 
@@ -424,13 +454,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(md)
     print(f"tables: {os.path.join(args.output, 'model_zoo.md')}\nplot: {png}")
     if args.update:
+        begin, end = (
+            f"<!-- model-zoo:{args.section}:begin -->",
+            f"<!-- model-zoo:{args.section}:end -->",
+        )
         doc = open(args.update).read()
-        if BEGIN not in doc or END not in doc:
-            raise ValueError(f"{args.update} has no {BEGIN} ... {END} section to replace")
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+        if begin not in doc or end not in doc:
+            raise ValueError(f"{args.update} has no {begin} ... {end} section to replace")
+        head, rest = doc.split(begin, 1)
+        _, tail = rest.split(end, 1)
         with open(args.update, "w") as f:
-            f.write(head + BEGIN + "\n" + md + END + tail)
+            f.write(head + begin + "\n" + md + end + tail)
         print(f"updated {args.update}")
     return 1 if getattr(args, "failures", None) else 0
 
