@@ -381,10 +381,19 @@ def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
-    for ax, (name, rows) in zip(axes[0], groups.items()):
+    import textwrap
+
+    cols = min(3, len(groups))
+    nrows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 5.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups) :]:
+        ax.axis("off")
+    for ax, (name, rows) in zip(axes.flat, groups.items()):
         ran = [any(results.get(c, [])) for _, c in rows]
-        labels = [label if r else f"{label} (not run)" for (label, _), r in zip(rows, ran)]
+        labels = [
+            textwrap.fill(label if r else f"{label} (not run)", 22)
+            for (label, _), r in zip(rows, ran)
+        ]
         x = np.arange(len(rows))
         for off, key, title in PLOTTED:
             vals = [[r[key] for r in results.get(c, []) if r and r.get(key) is not None]
@@ -393,7 +402,7 @@ def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
             std = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
             ax.bar(x + off, mean, 0.27, yerr=std, capsize=3, label=title)
         ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize="small")
         ax.set_title(name)
         ax.set_ylabel("%")
         ax.grid(True, axis="y", alpha=0.3)
