@@ -1,4 +1,7 @@
-"""PersonSearchPredictor: same outputs as the evaluation path, batched form, bad input."""
+"""PersonSearchPredictor: same outputs as the evaluation path, batched form, inference
+optimisations, bad input."""
+
+import pickle
 
 import cv2
 import numpy as np
@@ -11,7 +14,7 @@ from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
 from personsearch.data.datasets.cuhk_sysu import load_cuhk_sysu
 from personsearch.data.datasets.synthetic import generate_synthetic_dataset
 from personsearch.engine import PersonSearchCheckpointer, PersonSearchPredictor
-from tests.common import tiny_cfg
+from tests.common import randomize_batchnorm, tiny_cfg
 
 ATOL = 1e-5
 
@@ -42,7 +45,9 @@ def setup(request, tmp_path_factory):
     opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.FORMAT", request.param]
     cfg = tiny_cfg(opts=opts)
     weights = str(tmp_path_factory.mktemp("predictor_weights") / "random.pth")
-    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    model = build_model(cfg)
+    randomize_batchnorm(model)  # so that folding them (TEST.OPTIMIZE, on by default) is tested
+    torch.save({"model": model.state_dict()}, weights)
     cfg.MODEL.WEIGHTS = weights
     predictor = PersonSearchPredictor(cfg)
     model = build_model(cfg)
@@ -127,6 +132,51 @@ def test_batch_equals_single_calls(setup, test_records):
         if qb is not None:
             torch.testing.assert_close(res["query_feats"], single["query_feats"], atol=ATOL, rtol=0)
     assert predictor.batch([]) == []
+
+
+def test_optimisations_are_applied_and_the_model_cannot_train(setup):
+    _, predictor, _ = setup
+    assert predictor.optimizations["folded_batchnorm"] > 10
+    assert predictor.optimizations["channels_last"]  # TEST.OPTIMIZE.CHANNELS_LAST auto, a CPU
+    predictor.model.train()
+    try:
+        with pytest.raises(RuntimeError, match="folded for inference"):
+            predictor.model([{"image": torch.zeros(3, 32, 32, dtype=torch.uint8)}])
+    finally:
+        predictor.model.eval()
+
+
+def test_without_optimisations_the_outputs_are_exactly_the_evaluation_path(setup, test_records):
+    cfg, _, model = setup
+    cfg = cfg.clone()
+    cfg.TEST.OPTIMIZE.FOLD_BATCHNORM = False
+    cfg.TEST.OPTIMIZE.CHANNELS_LAST = "off"
+    predictor = PersonSearchPredictor(cfg)
+    assert predictor.optimizations["folded_batchnorm"] == 0
+    record = next(r for r in test_records if r.get("queries"))
+    expected = _evaluator_outputs(cfg, model, record)
+    out = predictor(cv2.imread(record["file_name"]), [q["bbox"] for q in record["queries"]])
+    for field in ("scores", "reid_feats"):
+        assert torch.equal(out["instances"].get(field), expected["instances"].get(field))
+    assert torch.equal(out["instances"].pred_boxes.tensor, expected["instances"].pred_boxes.tensor)
+    assert torch.equal(out["query_feats"], expected["query_feats"])
+
+
+def test_run_takes_the_outputs_of_a_pickled_preprocessor(setup, test_records):
+    """DataLoader workers get a pickled copy of the preprocessor; run() takes what it returns."""
+    _, predictor, _ = setup
+    record = next(r for r in test_records if r.get("queries"))
+    image = cv2.imread(record["file_name"])
+    boxes = [q["bbox"] for q in record["queries"]]
+    worker = pickle.loads(pickle.dumps(predictor.preprocessor))
+    got = predictor.run([worker(image, boxes), worker(image)])
+    expected = predictor.batch([image, image], query_boxes=[boxes, None])
+    for g, e in zip(got, expected):
+        assert torch.equal(g["instances"].reid_feats, e["instances"].reid_feats)
+    assert torch.equal(got[0]["query_feats"], expected[0]["query_feats"])
+    assert "query_feats" not in got[1]
+    with pytest.raises(TypeError, match="image: expected dtype uint8"):
+        worker(image.astype(np.float32))
 
 
 IMAGE = np.zeros((40, 30, 3), dtype=np.uint8)  # H=40, W=30
