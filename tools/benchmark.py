@@ -452,6 +452,14 @@ and peak memory, always with the plain detectron2 Faster R-CNN C4 detector of th
 input size and proposal counts (the "x plain" ratios), optionally with the official SeqNet / NAE /
 NAE+ code (--official). Each measurement runs in a fresh process (CPU memory is its own peak RSS).
 
+--batch N [N ...] measures gallery inference with N images per call (one row per value; images/s
+and MFU columns: model FLOPs per image x images/s over the device's measured matrix-product rate).
+Our models and the plain detectors run with the configs' TEST.OPTIMIZE (BatchNorm folding,
+channels_last; --no-optimize: today's unoptimised path). --interleave prepares the models of a
+size, precision and batch together (one process each) and alternates their timed calls in rounds,
+so that a shared machine's changing load hits all alike; CPU time per call is reported beside the
+wall time.
+
 Forced mode (default; --no-force turns it off): without trained weights a model starts from random
 weights with its BatchNorm statistics calibrated on the benchmark images, and the RoI score
 threshold is 0 and NMS 1.0, so that every head processes the RPN's full top-k (300 boxes per image
@@ -468,6 +476,7 @@ _COMPARE_LIST_VALUES = {
     "size": r"\d+[xX]\d+",
     "official": r"(seqnet|nae\+?)=.*",
     "measure": r"inference|query|train",
+    "batch": r"-?\d+",
 }
 
 
@@ -525,6 +534,26 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-subprocess", action="store_true", help="run the measurements in this process"
     )
+    # images per inference call (one row per value; query and training use the first)
+    parser.add_argument(
+        "--batch", nargs="+", default=["1"], metavar="N", help="images per inference call"
+    )
+    # alternate the timed inference/query calls of the models in rounds (a shared machine)
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="prepare the models of a size/precision/batch together and alternate their calls",
+    )
+    # measure today's unoptimised path: no BatchNorm folding, no channels_last (TEST.OPTIMIZE)
+    parser.add_argument(
+        "--no-optimize", action="store_true", help="no TEST.OPTIMIZE inference optimisations"
+    )
+    # the device's rate for the MFU column (default: a large matrix product measured first)
+    parser.add_argument(
+        "--peak-tflops", type=float, default=0.0, help="device TFLOP/s for MFU (default: measured)"
+    )
+    # skip the FLOP count (and the MFU column)
+    parser.add_argument("--no-flops", action="store_true", help="do not count model FLOPs")
     # torch intra-op threads of the measurements (0: torch's default, one per core)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     # seed of the benchmark image, boxes, targets and random weights
@@ -597,6 +626,11 @@ def run_compare(args: argparse.Namespace) -> Dict:
         official=official,
         subprocess=not args.no_subprocess,
         threads=args.threads,
+        batches=[int(b) for b in args.batch],
+        interleave=args.interleave,
+        optimize=not args.no_optimize,
+        peak_tflops=args.peak_tflops,
+        flops=not args.no_flops,
         configs_root=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                   "configs"),  # fmt: skip
     )

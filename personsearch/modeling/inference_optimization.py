@@ -17,7 +17,7 @@ documented in MODEL_ZOO.md ("Speed").
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -91,12 +91,16 @@ def _compile_targets(model: nn.Module) -> Dict[str, nn.Module]:
     return targets
 
 
-def optimize_for_inference(model: nn.Module, options: InferenceOptions) -> Dict:
+def optimize_for_inference(
+    model: nn.Module, options: InferenceOptions, amp: Optional[bool] = None
+) -> Dict:
     """Apply ``options`` to ``model`` in place (after its weights are loaded).
 
     Args:
         model: a detectron2 model in eval mode, on its device, weights loaded.
         options: what to do.
+        amp: whether the model runs under autocast (for ``channels_last`` "auto"); None: a
+            ``PersonSearchRCNN`` with ``TEST.AMP`` on (its ``amp_dtype``).
 
     Returns:
         A summary: ``{"folded_batchnorm": number of folded pairs, "channels_last": bool,
@@ -113,7 +117,8 @@ def optimize_for_inference(model: nn.Module, options: InferenceOptions) -> Dict:
     summary = {"folded_batchnorm": 0, "channels_last": False, "compiled": []}
     if options.fold_batchnorm:
         summary["folded_batchnorm"] = fold_batchnorm(model)
-    amp = getattr(model, "amp_dtype", None) is not None
+    if amp is None:
+        amp = getattr(model, "amp_dtype", None) is not None
     if options.use_channels_last(_device_type(model), amp):
         model.to(memory_format=torch.channels_last)
         summary["channels_last"] = True
