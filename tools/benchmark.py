@@ -475,6 +475,7 @@ _COMPARE_LIST_VALUES = {
     "configs": r".+\.ya?ml(=.*)?",
     "size": r"\d+[xX]\d+",
     "official": r"(seqnet|nae\+?)=.*",
+    "official_weights": r"(seqnet|nae\+?)=.*",
     "measure": r"inference|query|train",
     "batch": r"-?\d+",
 }
@@ -530,6 +531,14 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         help="official code to measure too: seqnet=/path/to/SeqNet nae=/path/to/NAE4PS "
         "nae+=/path/to/NAE4PS",
     )
+    # official-layout weights for the official models (tools/benchmark.py official-weights)
+    parser.add_argument(
+        "--official-weights",
+        nargs="+",
+        default=[],
+        metavar="NAME=FILE",
+        help="weights for the official models instead of calibrated random ones: seqnet=FILE",
+    )
     # measure in this process (tests; CPU peak memory then includes earlier measurements)
     parser.add_argument(
         "--no-subprocess", action="store_true", help="run the measurements in this process"
@@ -578,7 +587,8 @@ def _split_compare_lists(args: argparse.Namespace) -> None:
         for i, v in enumerate(values):
             if not re.fullmatch(pattern, v):
                 if i == 0:
-                    raise SystemExit(f"benchmark compare: bad --{name} value {v!r}")
+                    flag = name.replace("_", "-")
+                    raise SystemExit(f"benchmark compare: bad --{flag} value {v!r}")
                 moved += values[i:]
                 setattr(args, name, values[:i])
                 break
@@ -609,6 +619,7 @@ def run_compare(args: argparse.Namespace) -> Dict:
     for item in args.official:
         impl, _, path = item.partition("=")
         official[impl] = path
+    official_weights = dict(item.partition("=")[::2] for item in args.official_weights)
     settings = CompareSettings(
         configs=configs,
         opts=list(args.opts),
@@ -631,6 +642,7 @@ def run_compare(args: argparse.Namespace) -> Dict:
         optimize=not args.no_optimize,
         peak_tflops=args.peak_tflops,
         flops=not args.no_flops,
+        official_weights=official_weights,
         configs_root=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                   "configs"),  # fmt: skip
     )
@@ -661,6 +673,203 @@ def run_compare(args: argparse.Namespace) -> Dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------
+# throughput: batched inference sweep in one process (the GPU script)
+# ------------------------------------------------------------------------------------------------
+THROUGHPUT_DESCRIPTION = """\
+Images/s and model FLOPs utilisation of several models at several batch sizes, precisions and
+channels_last settings, in one process and inside a time budget (tools/gpu_bench.sh runs it on a
+GPU). Each model is built and calibrated once per precision (forced mode: random weights, every
+head processes the RPN's full top-k), its FLOPs per image counted once; the optimised variants
+(TEST.OPTIMIZE: BatchNorm folded, channels_last on/off) are copies of it. The JSON and markdown
+outputs are rewritten after every row, so a run cut short keeps what it measured.
+
+    python tools/benchmark.py throughput --models configs/UGAS_R50.yaml configs/NAE_R50.yaml \\
+        --size 900x1500 --batch 1 8 16 32 --precision bfloat16 float32 --out OUT MODEL.DEVICE cuda
+"""
+
+
+def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = THROUGHPUT_DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    # yaml configs; plain:CONFIG is the plain Faster R-CNN C4 detector of CONFIG
+    parser.add_argument("--models", nargs="+", required=True, metavar="CONFIG")
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    # images per call, one row each
+    parser.add_argument("--batch", nargs="+", default=["1", "8", "16", "32"], metavar="N")
+    # precisions, in the order they are measured
+    parser.add_argument("--precision", nargs="+", default=["bfloat16", "float32"])
+    # channels_last variants (BatchNorm is always folded); the first is measured first
+    parser.add_argument("--channels-last", nargs="+", default=["on", "off"], metavar="on|off")
+    parser.add_argument("--runs", type=int, default=3, help="timed calls per row")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
+    # no new measurement starts after this many seconds
+    parser.add_argument("--budget", type=float, default=220.0, help="seconds")
+    # skip the unoptimised batch-1 rows ("today")
+    parser.add_argument("--no-today", action="store_true")
+    # models whose unoptimised batch-1 float32 call is profiled (kernel table)
+    parser.add_argument("--profile", nargs="*", default=[], metavar="CONFIG")
+    # count the host synchronisations of one call at this batch (CUDA; 0: no)
+    parser.add_argument("--sync-batch", type=int, default=0)
+    # one torch.compile row per model at this batch after everything else (0: none)
+    parser.add_argument("--compile-batch", type=int, default=0)
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="device TFLOP/s for MFU")
+    # A=B: tabulate the time ratio of model A over model B (e.g. UGAS over SeqNet)
+    parser.add_argument("--pairs", nargs="*", default=[], metavar="A=B")
+    parser.add_argument("--calib-images", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    # output folder: throughput.json and throughput.md
+    parser.add_argument("--out", default="", help="output folder")
+    # config overrides for every model, e.g. MODEL.DEVICE cuda
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def run_throughput(args: argparse.Namespace) -> Dict:
+    import os
+    import re
+
+    import torch
+
+    from personsearch.benchmark.inputs import parse_size
+    from personsearch.benchmark.models import PRECISIONS
+    from personsearch.benchmark.throughput import PLAIN_PREFIX, ThroughputRun, ThroughputSettings
+
+    def fail(message):
+        raise SystemExit(f"benchmark throughput: {message}")
+
+    # KEY VALUE overrides swallowed by a list option move to the overrides
+    moved = []
+    yaml = r".+\.ya?ml"
+    for name, pattern in (("batch", r"\d+"), ("precision", r"float32|bfloat16|float16"),
+                          ("channels_last", r"on|off"), ("models", yaml), ("profile", yaml),
+                          ("pairs", yaml + "=" + yaml)):  # fmt: skip
+        values = getattr(args, name)
+        for i, v in enumerate(values):
+            if not re.fullmatch(pattern, v.replace(PLAIN_PREFIX, "", 1)):
+                if i == 0 and name not in ("profile", "pairs"):
+                    fail(f"bad --{name.replace('_', '-')} value {v!r}")
+                moved += values[i:]
+                setattr(args, name, values[:i])
+                break
+    opts = moved + list(args.opts)
+    if len(opts) % 2:
+        fail(f"config overrides come in KEY VALUE pairs; got {opts}")
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        fail(str(e))
+    batches = [int(b) for b in args.batch]
+    if min(batches) < 1:
+        fail(f"--batch values must be >= 1, got {batches}")
+    for p in args.precision:
+        if p not in PRECISIONS:
+            fail(f"--precision must be among {PRECISIONS}, got {p!r}")
+    for m in args.models + args.profile:
+        path = m[len(PLAIN_PREFIX) :] if m.startswith(PLAIN_PREFIX) else m
+        if not os.path.isfile(path):
+            fail(f"config file not found: {path!r}")
+    if args.runs < 1 or args.warmup < 0:
+        fail(f"--runs must be >= 1 and --warmup >= 0, got {args.runs} and {args.warmup}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    settings = ThroughputSettings(
+        models=list(args.models),
+        height=h,
+        width=w,
+        batches=batches,
+        precisions=list(args.precision),
+        layouts=list(args.channels_last),
+        runs=args.runs,
+        warmup=args.warmup,
+        budget_s=args.budget,
+        opts=opts,
+        out_dir=args.out,
+        today=not args.no_today,
+        profile=list(args.profile),
+        sync_batch=args.sync_batch,
+        compile_batch=args.compile_batch,
+        peak_tflops=args.peak_tflops,
+        calib_images=args.calib_images,
+        seed=args.seed,
+        pairs=[tuple(p.split("=", 1)) for p in args.pairs],
+    )
+    try:
+        run = ThroughputRun(settings)
+        run.run()
+    except AssertionError as e:  # yacs: an unknown key
+        fail(str(e))
+    print()
+    print(run.markdown())
+    return {"rows": run.rows, "extras": run.extras, "peaks": run.peaks, "markdown": run.markdown()}
+
+
+# ------------------------------------------------------------------------------------------------
+# official-weights: the same weights for an official model and our converted one
+# ------------------------------------------------------------------------------------------------
+OFFICIAL_WEIGHTS_DESCRIPTION = """\
+Write the weights that make `compare --official` time the official code and our converted model
+on the same numbers: the official model with random weights, configured for --size (forced
+thresholds) and its BatchNorm statistics calibrated on the benchmark images (as compare does),
+saved in the official checkpoint layout, and converted (as tools/convert_checkpoint.py) for
+configs/official/<method>_R50.yaml. It prints the compare command that uses them.
+
+    python tools/benchmark.py official-weights --official seqnet=/path/to/SeqNet \\
+        --size 896x1504 --out output/benchmark/weights
+"""
+
+
+def add_official_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = OFFICIAL_WEIGHTS_DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    # the official clone: seqnet=PATH (nae=, nae+= likewise)
+    parser.add_argument("--official", required=True, metavar="NAME=PATH")
+    # the benchmark size the statistics are calibrated at
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    # images of the BatchNorm calibration (the benchmark image is the first)
+    parser.add_argument("--calib-images", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    # the RPN's test top-k (the R50 configs' values)
+    parser.add_argument("--pre-nms-topk", type=int, default=6000)
+    parser.add_argument("--post-nms-topk", type=int, default=300)
+    # torch threads (0: torch's default)
+    parser.add_argument("--threads", type=int, default=0)
+    # output folder for official_<name>.pth and converted_<name>.pth
+    parser.add_argument("--out", required=True, help="output folder")
+
+
+def run_official_weights(args: argparse.Namespace) -> Dict:
+    import torch
+
+    from personsearch.benchmark.inputs import BenchmarkInputs, parse_size
+    from personsearch.benchmark.official_weights import write_official_weights
+
+    impl, _, path = args.official.partition("=")
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        raise SystemExit(f"benchmark official-weights: {e}") from None
+    if args.calib_images < 1:
+        raise SystemExit(f"benchmark official-weights: --calib-images must be >= 1, got "
+                         f"{args.calib_images}")  # fmt: skip
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    inputs = BenchmarkInputs(height=h, width=w, seed=args.seed, calib_images=args.calib_images)
+    try:
+        out = write_official_weights(
+            impl, path, inputs, args.out, args.pre_nms_topk, args.post_nms_topk
+        )
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"benchmark official-weights: {e}") from None
+    print(f"official weights:  {out['official']}")
+    print(f"converted weights: {out['converted']} (for {out['config']})")
+    print("compare them with:")
+    print(f"  python tools/benchmark.py compare --configs {out['config']}={out['converted']} "
+          f"--official {impl}={path} --official-weights {impl}={out['official']} "
+          f"--size {args.size} --interleave MODEL.DEVICE cpu")  # fmt: skip
+    return out
+
+
 # name -> (help, add_arguments, run)
 SUBCOMMANDS = {
     "search-eval": (
@@ -688,6 +897,18 @@ SUBCOMMANDS = {
         "ms/image, ms/query, s/iter, memory",
         add_compare_arguments,
         run_compare,
+    ),
+    "throughput": (
+        "images/s and MFU of several models x batch sizes x precisions x layouts in one process "
+        "(the GPU script)",
+        add_throughput_arguments,
+        run_throughput,
+    ),
+    "official-weights": (
+        "calibrated official weights and their conversion, for compare --official on the same "
+        "numbers",
+        add_official_weights_arguments,
+        run_official_weights,
     ),
 }
 

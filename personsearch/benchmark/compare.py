@@ -60,6 +60,8 @@ class CompareSettings:
             our models and the plain detectors; False turns both off.
         peak_tflops: > 0: the device's FLOP rate for MFU (else measured, :mod:`.peak`).
         flops: count the model FLOPs (MFU column).
+        official_weights: ``{impl: checkpoint}`` weights for official models (official layout,
+            e.g. ``tools/benchmark.py official-weights``) instead of calibrated random ones.
     """
 
     configs: List[Tuple[str, str]]
@@ -84,6 +86,7 @@ class CompareSettings:
     optimize: bool = True
     peak_tflops: float = 0.0
     flops: bool = True
+    official_weights: Dict[str, str] = field(default_factory=dict)
 
 
 # config overrides of --no-optimize
@@ -140,6 +143,13 @@ def validate(settings: CompareSettings) -> None:
             check_official_path(impl, path)
         except (ValueError, FileNotFoundError) as e:
             raise CompareError(str(e)) from None
+    for impl, path in settings.official_weights.items():
+        if impl not in settings.official:
+            raise CompareError(
+                f"--official-weights {impl}=...: no --official {impl}=PATH to load them into"
+            )
+        if not os.path.isfile(path):
+            raise CompareError(f"--official-weights {impl}: file not found: {path!r}")
 
 
 def job_opts(settings: CompareSettings) -> List:
@@ -205,6 +215,11 @@ def plan_models(settings: CompareSettings) -> Tuple[List[PlannedModel], Dict]:
             "pre_nms_topk": int(topk_cfg.MODEL.RPN.PRE_NMS_TOPK_TEST),
             "post_nms_topk": int(topk_cfg.MODEL.RPN.POST_NMS_TOPK_TEST),
             "detections": int(topk_cfg.MODEL.RPN.POST_NMS_TOPK_TEST),
+            "weights": (
+                os.path.abspath(settings.official_weights.get(impl, ""))
+                if impl in settings.official_weights
+                else ""
+            ),
         }
         models.append(PlannedModel(DISPLAY_NAMES[impl], "official", plain=ref_plain, official=spec))
     pids = [config_num_pids(c) for _, _, c in cfgs if config_num_pids(c) > 0]

@@ -173,9 +173,17 @@ def run_session(session: Session, runs: int, warmup: int, flops: bool = True) ->
 class InferenceSession(Session):
     """Gallery inference: ``model.inference`` on ``inputs.batch`` images per call."""
 
-    def __init__(self, cfg, inputs: BenchmarkInputs, force: bool, weights: str = ""):
+    def __init__(self, cfg, inputs: BenchmarkInputs, force: bool, weights: str = "", prepared=None):
+        """
+        Args:
+            cfg, inputs, force, weights: the model to build (:func:`prepare_for_inference`).
+            prepared: ``(model, info)`` already built and prepared (``cfg`` still gives the
+                device, ``TEST.AMP`` and the expected detections).
+        """
         self.cfg = cfg
-        self.model, self.info = prepare_for_inference(cfg, inputs, force, weights)
+        if prepared is None:
+            prepared = prepare_for_inference(cfg, inputs, force, weights)
+        self.model, self.info = prepared
         device = _device(cfg)
         self.cuda = device.type == "cuda"
         self.batch = [x for img in inputs.gallery_images() for x in _gallery_input(img, device)]

@@ -26,7 +26,15 @@ def _float_image(image: torch.Tensor, device) -> torch.Tensor:
     return (image.float() / 255.0).to(device)
 
 
-def _prepare_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
+def prepare_official_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
+    """The official model in eval mode, configured for the benchmark (:func:`official.configure`),
+    with the weights of ``spec["weights"]`` (an official-layout checkpoint, e.g. from
+    :func:`~.official_weights.write_official_weights`) or, without, random weights whose
+    BatchNorm statistics are calibrated on the benchmark images.
+
+    Returns:
+        ``(model, info)``.
+    """
     impl = spec["impl"]
     torch.manual_seed(inputs.seed)
     model = official.build_official(impl, spec["path"], training=False).to(device)
@@ -38,6 +46,13 @@ def _prepare_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
         spec["post_nms_topk"],
         spec["detections"],
     )
+    info = {"official_settings": settings, "notes": official.notes(impl)}
+    if spec.get("weights"):
+        state = torch.load(spec["weights"], map_location=device, weights_only=True)
+        model.load_state_dict(state.get("model", state))
+        model.eval()
+        info.update(mode="forced+weights", bn_calibrated=0, bn_frozen=0)
+        return model, info
     q = inputs.calibration_query_boxes().to(device)
     passes = []
     for img in inputs.calibration_images():
@@ -50,13 +65,7 @@ def _prepare_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
 
         passes.append(run)
     bn = calibrate_batchnorm(model, passes)
-    info = {
-        "mode": "forced",
-        "bn_calibrated": bn["calibrated"],
-        "bn_frozen": bn["frozen"],
-        "official_settings": settings,
-        "notes": official.notes(impl),
-    }
+    info.update(mode="forced", bn_calibrated=bn["calibrated"], bn_frozen=bn["frozen"])
     return model, info
 
 
@@ -70,7 +79,7 @@ class OfficialSession(Session):
         self.impl = spec["impl"]
         self.device = torch.device(spec["device"])
         self.cuda = self.device.type == "cuda"
-        self.model, self.info = _prepare_eval(spec, inputs, self.device)
+        self.model, self.info = prepare_official_eval(spec, inputs, self.device)
         self.counter = WorkCounter(self.model.rpn, self.model.roi_heads.box_roi_pool)
         self.counts: List[int] = []
         if measure == "inference":
