@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from personsearch.layers import build_norm
+from personsearch.layers import build_norm, resize_bilinear
 
 from .norm_aware import init_projection, split_embedding_dim
 from .registry import REID_HEAD_REGISTRY, check_in_features
@@ -87,7 +87,8 @@ class PixelNormAwareEmbeddingHead(nn.Module):
         the two commute: a map is then resized *before* its projection (the same values up to
         float rounding; for the 14x14 res4 map the 1x1 conv runs on 4x fewer cells). In training
         the BatchNorm's batch statistics depend on the cells it sees, so the reference order is
-        kept.
+        kept. Resizing uses :func:`~personsearch.layers.resize_bilinear` (``F.interpolate``'s values
+        by its NHWC kernel; the NCHW CUDA kernel runs one thread per output cell).
         """
         size = features[self.in_features[-1]].shape[-2:]
         maps = []
@@ -96,9 +97,9 @@ class PixelNormAwareEmbeddingHead(nn.Module):
             if x.shape[-2:] == size:
                 maps.append(proj(x))
             elif self.training:
-                maps.append(F.interpolate(proj(x), size, mode="bilinear", align_corners=False))
+                maps.append(resize_bilinear(proj(x), size))
             else:
-                maps.append(proj(F.interpolate(x, size, mode="bilinear", align_corners=False)))
+                maps.append(proj(resize_bilinear(x, size)))
         return torch.cat(maps, dim=1)
 
     def forward(self, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
