@@ -7,8 +7,11 @@ import torch.nn.functional as F
 from personsearch.layers import resize_bilinear
 
 
-@pytest.mark.parametrize("shape, size", [((3, 4, 14, 14), (7, 7)), ((2, 5, 15, 9), (7, 4)),
-                                         ((2, 3, 7, 7), (14, 14)), ((1, 2, 1, 5), (3, 2))])  # fmt: skip
+SHAPES = [((3, 4, 14, 14), (7, 7)), ((2, 5, 15, 9), (7, 4)), ((2, 3, 7, 7), (14, 14)),
+          ((1, 2, 1, 5), (3, 2))]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape, size", SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_values_equal_interpolate_and_the_layout_is_channels_last(shape, size, dtype):
     torch.manual_seed(0)
