@@ -8,7 +8,8 @@ training.
   CPU) in NHWC order, which oneDNN (CPU) and cuDNN's tensor-core kernels (GPU, bf16/fp16) run
   without transposing copies;
 * **torch.compile** (optional, off by default) of the fixed-shape parts only: the backbone and the
-  res5 RoI heads. Proposal generation, RoIAlign, NMS and post-processing stay eager.
+  res5 RoI heads, with inductor's ``freezing`` (weights as constants). Proposal generation,
+  RoIAlign, NMS and post-processing stay eager.
 
 All three compute the same function up to float rounding: the outputs equal those of the model
 as built, to the tolerances tested in ``tests/modeling/test_inference_optimization.py`` and
@@ -123,6 +124,11 @@ def optimize_for_inference(
         model.to(memory_format=torch.channels_last)
         summary["channels_last"] = True
     if options.compile:
+        # weights are constants at inference: inductor folds them into the compiled graphs
+        # (prepacked oneDNN convolutions on the CPU); a no_grad-only setting of this process
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
         compiled: List[str] = []
         for name, module in _compile_targets(model).items():
             module.compile(dynamic=None)

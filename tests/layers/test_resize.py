@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from personsearch.layers import resize_bilinear
 
-
 SHAPES = [((3, 4, 14, 14), (7, 7)), ((2, 5, 15, 9), (7, 4)), ((2, 3, 7, 7), (14, 14)),
           ((1, 2, 1, 5), (3, 2))]  # fmt: skip
 

@@ -263,6 +263,11 @@ def test_parse_size():
         (["--configs", NAE, "--batch", "x"], "bad --batch value 'x'"),
         (["--configs", NAE, "--interleave", "--no-subprocess"],
          "--interleave runs every model in its own process; drop --no-subprocess"),
+        (["--configs", NAE, "--official-weights", "seqnet=w.pth"],
+         "--official-weights seqnet=...: no --official seqnet=PATH to load them into"),
+        (["--configs", NAE, "--official-weights", "oim=w.pth"],
+         "bad --official-weights value 'oim=w.pth'"),
+        (["--configs", NAE, "--peak-tflops", "-1"], "--peak-tflops must be > 0, got -1.0"),
         (["--configs", NAE, "--measure", "speed"], "bad --measure value 'speed'"),
         (["--configs", NAE, "MODEL.NOPE", "1"], "NAE_R10.yaml: Non-existent key: MODEL.NOPE"),
         (["--configs", NAE, "MODEL.DEVICE"], "config overrides come in KEY VALUE pairs"),
@@ -280,6 +285,7 @@ def test_parse_size():
     ],
     ids=["missing config", "not yaml", "missing weights", "size without width", "tiny size",
          "zero runs", "zero batch", "batch not a number", "interleave in-process",
+         "official weights without official", "official weights of unknown code", "negative peak",
          "unknown measurement", "unknown key", "odd overrides", "late flag",
          "missing official", "not a clone", "unknown official", "two devices"],
 )  # fmt: skip
@@ -341,3 +347,21 @@ def test_a_worker_that_dies_without_a_result_is_an_error_row():
     job = Job(kind="ours", name="x", measure="inference", inputs={"height": 96, "width": 128})
     result = run_job_in_subprocess(job, python="/bin/false")
     assert result["error"] == "worker exited with status 1 without a result"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--official", "seqnet=/no/such/SeqNet"], "--official seqnet: directory not found"),
+        (["--official", "oim=/x"], "unknown implementation 'oim'"),
+        (["--official", "seqnet=/x", "--size", "8x8"], "both sides must be at least 32 pixels"),
+        (["--official", "seqnet=/x", "--calib-images", "0"], "--calib-images must be >= 1"),
+    ],
+    ids=["missing clone", "unknown code", "tiny size", "no calibration image"],
+)
+def test_official_weights_errors_name_the_input(benchmark, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as info:
+        _run(benchmark, ["official-weights", *argv, "--out", str(tmp_path)])
+    assert message in str(info.value)
+    assert str(info.value).startswith("benchmark official-weights: ")
+    assert not os.listdir(tmp_path)  # nothing written
