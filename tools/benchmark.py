@@ -714,6 +714,8 @@ def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
     # one torch.compile row per model at this batch after everything else (0: none)
     parser.add_argument("--compile-batch", type=int, default=0)
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="device TFLOP/s for MFU")
+    # cuDNN's autotuner (off: real galleries change the RoI count, hence the shapes, every call)
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuner on")
     # A=B: tabulate the time ratio of model A over model B (e.g. UGAS over SeqNet)
     parser.add_argument("--pairs", nargs="*", default=[], metavar="A=B")
     parser.add_argument("--calib-images", type=int, default=1)
@@ -793,6 +795,7 @@ def run_throughput(args: argparse.Namespace) -> Dict:
         calib_images=args.calib_images,
         seed=args.seed,
         pairs=[tuple(p.split("=", 1)) for p in args.pairs],
+        cudnn_benchmark=args.cudnn_benchmark,
     )
     try:
         run = ThroughputRun(settings)

@@ -36,6 +36,8 @@ from .report import system_info
 from .timing import peak_memory_mb, reset_peak_memory, timed_call
 
 PLAIN_PREFIX = "plain:"
+# budget a torch.compile row needs left before it starts (compilation of the backbone and heads)
+COMPILE_RESERVE_S = 60.0
 NO_OPTIMIZE = ["TEST.OPTIMIZE.FOLD_BATCHNORM", False, "TEST.OPTIMIZE.CHANNELS_LAST", "off"]
 
 
@@ -56,13 +58,16 @@ class ThroughputSettings:
         out_dir: where ``throughput.json`` and ``throughput.md`` go ("" = nowhere).
         today: also time the unoptimised path at batch 1 in every precision.
         profile: models (as named in ``models``) whose batch-1 float32 call is profiled.
-        sync_batch: batch size of the host-synchronisation count (0: none).
+        sync_batch: batch size of the host-synchronisation count of the first model (0: none).
         compile_batch: > 0: one extra row per model with ``TEST.OPTIMIZE.COMPILE`` at this batch,
             in the last precision and layout "on" (after everything else).
         peak_tflops: > 0: the device rate for MFU instead of the measured one.
         calib_images, seed: forced mode's BatchNorm calibration images and seed.
         pairs: ``(A, B)`` model pairs whose time ratio A / B is tabulated at every precision,
             variant and batch both have (e.g. UGAS over SeqNet, NAE+ over NAE).
+        cudnn_benchmark: turn on cuDNN's autotuner. Off by default: in forced mode every call
+            has the same shapes, but real galleries give a different number of RoIs per batch,
+            and the autotuner would then re-tune at almost every call.
     """
 
     models: List[str]
@@ -84,6 +89,7 @@ class ThroughputSettings:
     calib_images: int = 1
     seed: int = 0
     pairs: List[Tuple[str, str]] = field(default_factory=list)
+    cudnn_benchmark: bool = False
 
 
 def _model_cfg(name: str, opts, precision: str):
@@ -342,7 +348,7 @@ class ThroughputRun:
         cfg0 = _model_cfg(s.models[0], s.opts, "float32")
         self.device = torch.device(cfg0.MODEL.DEVICE)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed shapes within a measurement
+            torch.backends.cudnn.benchmark = bool(s.cudnn_benchmark)
         self.info = system_info(cfg0.MODEL.DEVICE)
         self.info["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
         self.info["cudnn_allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
@@ -359,8 +365,7 @@ class ThroughputRun:
         for m in s.profile:
             plan.append(("profile", m, None, None))
         if s.sync_batch > 0 and self.device.type == "cuda":
-            for m in s.models:
-                plan.append(("syncs", m, s.precisions[0], None))
+            plan.append(("syncs", s.models[0], s.precisions[0], None))
         for p in s.precisions:
             for m in s.models:
                 if rest:
@@ -369,7 +374,9 @@ class ThroughputRun:
             for m in s.models:
                 plan.append(("compile", m, s.precisions[0], None))
         for kind, m, p, layouts in plan:
-            if self.over_budget():
+            # compiling takes tens of seconds: only with a minute of the budget left
+            reserve = COMPILE_RESERVE_S if kind == "compile" else 0.0
+            if self.elapsed() + reserve > s.budget_s:
                 self.log(f"time budget of {s.budget_s:.0f} s reached: the rest is skipped")
                 self.extras["skipped_after_budget"] = True
                 break
