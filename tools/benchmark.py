@@ -808,6 +808,111 @@ def run_throughput(args: argparse.Namespace) -> Dict:
 
 
 # ------------------------------------------------------------------------------------------------
+# optimize-check / flops: what the inference optimisations change; FLOPs per image
+# ------------------------------------------------------------------------------------------------
+def add_optimize_check_arguments(parser: argparse.ArgumentParser) -> None:
+    # a personsearch config, optionally with trained weights (CONFIG=WEIGHTS); without weights
+    # the model has random weights, calibrated BatchNorm and forced thresholds
+    parser.add_argument("--config", required=True, metavar="CONFIG[=WEIGHTS]")
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    parser.add_argument("--queries", type=int, default=5, help="query boxes embedded")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    # overrides of the optimised run only (e.g. MODEL.ROI_BOX_HEAD.ROI_ALIGN_CPU sparse)
+    parser.add_argument("--fast-opts", nargs="*", default=[], metavar="KEY VALUE")
+    parser.add_argument("--json", dest="json_out", default="")
+    # overrides of both runs, e.g. MODEL.DEVICE cpu
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def _config_and_weights(text: str, command: str):
+    import os
+
+    config, _, weights = text.partition("=")
+    if not os.path.isfile(config):
+        raise SystemExit(f"benchmark {command}: config file not found: {config!r}")
+    if weights and not os.path.isfile(weights):
+        raise SystemExit(f"benchmark {command}: weights file not found: {weights!r}")
+    return config, weights
+
+
+def run_optimize_check(args: argparse.Namespace) -> Dict:
+    import torch
+
+    from personsearch.benchmark.inputs import BenchmarkInputs, parse_size
+    from personsearch.benchmark.tolerance import format_differences, output_differences
+
+    config, weights = _config_and_weights(args.config, "optimize-check")
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        raise SystemExit(f"benchmark optimize-check: {e}") from None
+    for name, values in (("overrides", args.opts), ("--fast-opts", args.fast_opts)):
+        if len(values) % 2:
+            raise SystemExit(f"benchmark optimize-check: {name} come in KEY VALUE pairs; got "
+                             f"{values}")  # fmt: skip
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    inputs = BenchmarkInputs(height=h, width=w, seed=args.seed, num_queries=args.queries,
+                             calib_images=1)  # fmt: skip
+    try:
+        out = output_differences(config, weights, inputs, args.opts, args.fast_opts)
+    except (AssertionError, KeyError, ValueError) as e:  # yacs: unknown keys, bad values
+        raise SystemExit(f"benchmark optimize-check: {e}") from None
+    print("\n".join(format_differences(out)))
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), **out}, f, indent=2, default=str)
+    return out
+
+
+def add_flops_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configs", nargs="+", required=True, metavar="CONFIG")
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    # also the plain detector of the first config
+    parser.add_argument("--plain", action="store_true", help="add the plain detector")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--json", dest="json_out", default="")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def run_flops(args: argparse.Namespace) -> Dict:
+    """GFLOP per image (forced mode: the full top-k through every head) by operator."""
+    import torch
+
+    from personsearch.benchmark.inputs import BenchmarkInputs, parse_size
+    from personsearch.benchmark.measure import InferenceSession
+    from personsearch.benchmark.models import model_cfg, plain_detector_cfg
+
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        raise SystemExit(f"benchmark flops: {e}") from None
+    configs = [_config_and_weights(c, "flops")[0] for c in args.configs]
+    if len(args.opts) % 2:
+        raise SystemExit(f"benchmark flops: config overrides come in KEY VALUE pairs; got "
+                         f"{args.opts}")  # fmt: skip
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    inputs = BenchmarkInputs(height=h, width=w, calib_images=1)
+    jobs = [(c, model_cfg(c, args.opts)) for c in configs]
+    if args.plain:
+        jobs.insert(0, ("plain detector", plain_detector_cfg(jobs[0][1])))
+    out = {}
+    for name, cfg in jobs:
+        session = InferenceSession(cfg, inputs, True)
+        counts = session.count_flops()
+        session.close()
+        out[name] = counts
+        ops = ", ".join(f"{k} {v:.1f}" for k, v in sorted(counts["gflop_by_op"].items()))
+        print(f"{name}: {counts['gflop_per_item']:.1f} GFLOP/image at {h}x{w} ({ops})")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), "gflop": out}, f, indent=2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
 # official-weights: the same weights for an official model and our converted one
 # ------------------------------------------------------------------------------------------------
 OFFICIAL_WEIGHTS_DESCRIPTION = """\
@@ -906,6 +1011,16 @@ SUBCOMMANDS = {
         "(the GPU script)",
         add_throughput_arguments,
         run_throughput,
+    ),
+    "optimize-check": (
+        "largest output differences between a model as built and with TEST.OPTIMIZE",
+        add_optimize_check_arguments,
+        run_optimize_check,
+    ),
+    "flops": (
+        "model GFLOP per image (forced mode) of configs, by operator",
+        add_flops_arguments,
+        run_flops,
     ),
     "official-weights": (
         "calibrated official weights and their conversion, for compare --official on the same "
