@@ -15,7 +15,7 @@ dict with the per-call times (wall and CPU seconds), the peak memory and the cou
 """
 
 import itertools
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from detectron2.structures import Boxes, Instances
@@ -173,12 +173,22 @@ def run_session(session: Session, runs: int, warmup: int, flops: bool = True) ->
 class InferenceSession(Session):
     """Gallery inference: ``model.inference`` on ``inputs.batch`` images per call."""
 
-    def __init__(self, cfg, inputs: BenchmarkInputs, force: bool, weights: str = "", prepared=None):
+    def __init__(
+        self,
+        cfg,
+        inputs: BenchmarkInputs,
+        force: bool,
+        weights: str = "",
+        prepared=None,
+        images: Optional[List[torch.Tensor]] = None,
+    ):
         """
         Args:
             cfg, inputs, force, weights: the model to build (:func:`prepare_for_inference`).
             prepared: ``(model, info)`` already built and prepared (``cfg`` still gives the
                 device, ``TEST.AMP`` and the expected detections).
+            images: the (3, H, W) uint8 images of a call, already made (default:
+                ``inputs.gallery_images()``).
         """
         self.cfg = cfg
         if prepared is None:
@@ -186,7 +196,8 @@ class InferenceSession(Session):
         self.model, self.info = prepared
         device = _device(cfg)
         self.cuda = device.type == "cuda"
-        self.batch = [x for img in inputs.gallery_images() for x in _gallery_input(img, device)]
+        images = inputs.gallery_images() if images is None else images
+        self.batch = [x for img in images for x in _gallery_input(img, device)]
         self.items_per_call = len(self.batch)
         self.counter = WorkCounter(self.model.proposal_generator, self.model.roi_heads.pooler)
         self.detections: List[int] = []

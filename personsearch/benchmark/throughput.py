@@ -170,9 +170,20 @@ class ThroughputRun:
             batch=batch,
         )
 
+    def _images(self, batch: int) -> List[torch.Tensor]:
+        """The first ``batch`` benchmark images on the device (made once, for every model)."""
+        have = getattr(self, "_image_cache", [])
+        if len(have) < batch:
+            made = self._inputs(batch).gallery_images()
+            have = have + [img.to(self.device) for img in made[len(have) :]]
+            self._image_cache = have
+        return have[:batch]
+
     def _measure(self, cfg, prepared, batch: int, row: Dict) -> Dict:
         """Time ``batch`` images per call with an already prepared model; appends the row."""
-        session = InferenceSession(cfg, self._inputs(batch), True, "", prepared=prepared)
+        session = InferenceSession(
+            cfg, self._inputs(batch), True, "", prepared=prepared, images=self._images(batch)
+        )
         cuda = session.cuda
         try:
             for _ in range(self.s.warmup):
