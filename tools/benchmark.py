@@ -818,8 +818,8 @@ def add_optimize_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=5, help="query boxes embedded")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    # overrides of the optimised run only (e.g. MODEL.ROI_BOX_HEAD.ROI_ALIGN_CPU sparse)
-    parser.add_argument("--fast-opts", nargs="*", default=[], metavar="KEY VALUE")
+    # an override of the optimised run only, repeatable: --fast TEST.AMP.ENABLED=True
+    parser.add_argument("--fast", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", dest="json_out", default="")
     # overrides of both runs, e.g. MODEL.DEVICE cpu
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
@@ -847,16 +847,21 @@ def run_optimize_check(args: argparse.Namespace) -> Dict:
         h, w = parse_size(args.size)
     except ValueError as e:
         raise SystemExit(f"benchmark optimize-check: {e}") from None
-    for name, values in (("overrides", args.opts), ("--fast-opts", args.fast_opts)):
-        if len(values) % 2:
-            raise SystemExit(f"benchmark optimize-check: {name} come in KEY VALUE pairs; got "
-                             f"{values}")  # fmt: skip
+    if len(args.opts) % 2:
+        raise SystemExit(f"benchmark optimize-check: config overrides come in KEY VALUE pairs; "
+                         f"got {args.opts}")  # fmt: skip
+    fast_opts = []
+    for item in args.fast:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"benchmark optimize-check: --fast takes KEY=VALUE, got {item!r}")
+        fast_opts += [key, value]
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     inputs = BenchmarkInputs(height=h, width=w, seed=args.seed, num_queries=args.queries,
                              calib_images=1)  # fmt: skip
     try:
-        out = output_differences(config, weights, inputs, args.opts, args.fast_opts)
+        out = output_differences(config, weights, inputs, args.opts, fast_opts)
     except (AssertionError, KeyError, ValueError) as e:  # yacs: unknown keys, bad values
         raise SystemExit(f"benchmark optimize-check: {e}") from None
     print("\n".join(format_differences(out)))

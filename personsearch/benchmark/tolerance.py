@@ -3,19 +3,23 @@ optimize-check``): the same model, with the same weights, run on the benchmark i
 without ``TEST.OPTIMIZE`` (and any other overrides of the fast path, e.g. the CPU RoIAlign), and
 the largest differences of its detections and query embeddings.
 
-Detections are matched by their boxes (each reference box with the nearest optimised one, L1),
-so a swap of two nearly equal scores is not counted as a difference.
+Detections are matched by their boxes (each other's best box, IoU >= 0.5), so a swap of two nearly
+equal scores is not counted as a difference; the differences are over the matched detections and
+the others (NMS kept another box of a cluster) are counted as ``unmatched``.
 """
 
 from typing import Dict, List, Sequence
 
 import torch
+from detectron2.structures import pairwise_iou
 
 from .inputs import BenchmarkInputs
 from .measure import _gallery_input, prepare_for_inference
 from .models import model_cfg
 
 REFERENCE = ["TEST.OPTIMIZE.FOLD_BATCHNORM", False, "TEST.OPTIMIZE.CHANNELS_LAST", "off"]
+# two detections are the same one when they are each other's best box at this IoU or more
+MATCH_IOU = 0.5
 
 
 def _outputs(cfg, inputs: BenchmarkInputs, weights: str) -> Dict:
@@ -64,13 +68,17 @@ def output_differences(
         ),
     }
     if len(a) and len(b):
-        dist = torch.cdist(a.pred_boxes.tensor, b.pred_boxes.tensor, p=1)
-        match = dist.argmin(dim=1)
+        iou = pairwise_iou(a.pred_boxes, b.pred_boxes)
+        match = iou.argmax(dim=1)
+        # mutual best boxes overlapping by MATCH_IOU or more are the same detection
+        mutual = iou.argmax(dim=0)[match] == torch.arange(len(a))
+        mutual &= iou.max(dim=1).values >= MATCH_IOU
+        i, j = torch.nonzero(mutual).squeeze(1), match[mutual]
         result.update(
-            box_px=float((a.pred_boxes.tensor - b.pred_boxes.tensor[match]).abs().max()),
-            score=float((a.scores - b.scores[match]).abs().max()),
-            embedding=float((a.reid_feats - b.reid_feats[match]).abs().max()),
-            unmatched=len(a) - len(set(match.tolist())),
+            box_px=float((a.pred_boxes.tensor[i] - b.pred_boxes.tensor[j]).abs().max()),
+            score=float((a.scores[i] - b.scores[j]).abs().max()),
+            embedding=float((a.reid_feats[i] - b.reid_feats[j]).abs().max()),
+            unmatched=int(len(a) - len(i)),
         )
     return result
 
@@ -88,5 +96,6 @@ def format_differences(result: Dict) -> List[str]:
         if key in result:
             lines.append(f"max |difference| of {label}: {result[key]:.3g}")
     if result.get("unmatched"):
-        lines.append(f"{result['unmatched']} detections without an optimised counterpart")
+        lines.append(f"{result['unmatched']} detections without an optimised counterpart "
+                     "(not in the differences above)")  # fmt: skip
     return lines

@@ -17,6 +17,10 @@ from personsearch.engine import PersonSearchCheckpointer, PersonSearchPredictor
 from tests.common import randomize_batchnorm, tiny_cfg
 
 ATOL = 1e-5
+# bfloat16 (TEST.AMP) against float32: the tolerance documented in MODEL_ZOO.md ("Speed") for unit
+# embeddings, as max absolute difference and as 1 - cosine similarity
+BF16_ATOL = 0.02
+BF16_COSINE = 0.005
 
 
 @pytest.fixture(scope="module")
@@ -264,3 +268,32 @@ def test_ugas_embedding_size_is_the_fused_size(tmp_path, fusion, dim):
     assert out["instances"].reid_feats.shape == (0, dim)
     assert out["query_feats"].shape == (1, dim)
     assert predictor.embed(image, np.zeros((0, 4))).shape == (0, dim)
+
+
+def test_bfloat16_outputs_are_close_to_float32_and_batches_equal_single_calls(tmp_path):
+    """TEST.AMP bfloat16 (with the optimisations): query embeddings within the documented
+    tolerance of the float32 path (MODEL_ZOO.md, "Speed"), batched like single calls."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg(opts=["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0])
+    model = build_model(cfg)
+    randomize_batchnorm(model)
+    cfg.MODEL.WEIGHTS = str(tmp_path / "w.pth")
+    torch.save({"model": model.state_dict()}, cfg.MODEL.WEIGHTS)
+    fp32 = PersonSearchPredictor(cfg)
+    cfg = cfg.clone()
+    cfg.TEST.AMP.ENABLED = True
+    cfg.TEST.AMP.DTYPE = "bfloat16"
+    bf16 = PersonSearchPredictor(cfg)
+    rng = np.random.RandomState(0)
+    images = [rng.randint(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(2)]
+    boxes = [[10, 10, 40, 90], [50, 5, 90, 80], [60, 20, 120, 95]]
+    ref = fp32.embed(images[0], boxes)
+    got = bf16.embed(images[0], boxes)
+    assert got.dtype == torch.float32
+    assert (ref - got).abs().max() < BF16_ATOL
+    assert (ref * got).sum(dim=1).min() > 1 - BF16_COSINE
+    single = [bf16(img, query_boxes=boxes) for img in images]
+    batch = bf16.batch(images, query_boxes=[boxes, boxes])
+    for s, b in zip(single, batch):
+        torch.testing.assert_close(b["query_feats"], s["query_feats"], atol=BF16_ATOL, rtol=0)
+        assert len(b["instances"]) == len(s["instances"]) > 0

@@ -48,13 +48,16 @@ def test_flops_per_image_by_operator(benchmark):
     [
         (["optimize-check", "--config", "nope.yaml"], "config file not found: 'nope.yaml'"),
         (["optimize-check", "--config", f"{NAE}=missing.pth"], "weights file not found"),
-        (["optimize-check", "--config", NAE, "--fast-opts", "MODEL.DEVICE"],
-         "--fast-opts come in KEY VALUE pairs"),
+        (["optimize-check", "--config", NAE, "--fast", "MODEL.DEVICE"],
+         "--fast takes KEY=VALUE, got 'MODEL.DEVICE'"),
+        (["optimize-check", "--config", NAE, "MODEL.DEVICE"],
+         "config overrides come in KEY VALUE pairs"),
         (["optimize-check", "--config", NAE, "MODEL.NOPE", "1"], "Non-existent key: MODEL.NOPE"),
         (["flops", "--configs", "nope.yaml"], "config file not found: 'nope.yaml'"),
         (["flops", "--configs", NAE, "--size", "9x9"], "both sides must be at least 32 pixels"),
     ],
-    ids=["missing config", "missing weights", "odd fast opts", "unknown key", "flops config",
+    ids=["missing config", "missing weights", "fast without =", "odd overrides", "unknown key",
+         "flops config",
          "flops size"],
 )  # fmt: skip
 def test_errors_name_the_input(benchmark, argv, message):
