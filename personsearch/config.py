@@ -169,7 +169,9 @@ def _add_ugas_config(cfg: CN) -> None:
     # SFM, the shallow fusion module: per-box multi-scale shallow features fused with the deep
     # (base head's) embedding.
     cfg.MODEL.UGAS.SFM = CN({"ENABLED": False})
-    # Registered module (personsearch.modeling.ugas.SFM_REGISTRY).
+    # Registered module (personsearch.modeling.ugas.SFM_REGISTRY): "ShallowFusionModule" (pooled
+    # levels, 1x1/3x3 convs, global max pooling) or "AttentionShallowFusionModule" (the same with
+    # spatial and/or level attention before pooling, keys below).
     cfg.MODEL.UGAS.SFM.NAME = "ShallowFusionModule"
     # Backbone features pooled per box, each with its own RoIAlign scale: "res2"/"res3" of the C4
     # backbone (add them to MODEL.RESNETS.OUT_FEATURES) or FPN levels "p2"/"p3".
@@ -194,42 +196,97 @@ def _add_ugas_config(cfg: CN) -> None:
     # queue, sized like MODEL.OIM).
     cfg.MODEL.UGAS.SFM.DEEP_LOSS_WEIGHT = 0.5
     cfg.MODEL.UGAS.SFM.SHALLOW_LOSS_WEIGHT = 0.5
+    # AttentionShallowFusionModule only: gate every position of each level's map by
+    # 2 sigmoid(conv1x1) before global max pooling (spatial), and weight the levels per box by a
+    # softmax over them (level). Both start as the identity.
+    cfg.MODEL.UGAS.SFM.SPATIAL_ATTENTION = True
+    cfg.MODEL.UGAS.SFM.LEVEL_ATTENTION = True
 
-    # SD, self-distillation: the deep branch's OIM logits teach the shallow branch (needs SFM).
+    # SD, self-distillation between the deep and the shallow branch's OIM logits (needs SFM).
     cfg.MODEL.UGAS.SD = CN({"ENABLED": False})
     # Registered module (personsearch.modeling.ugas.SD_REGISTRY).
     cfg.MODEL.UGAS.SD.NAME = "LogitDistillation"
-    # Temperature T of the softened distributions (the loss is scaled by T^2).
-    cfg.MODEL.UGAS.SD.TEMPERATURE = 3.0
-    # Weight of the deep -> shallow KL term.
-    cfg.MODEL.UGAS.SD.WEIGHT = 0.5
+    # Temperature T of the softened distributions (each direction is scaled by T^2).
+    cfg.MODEL.UGAS.SD.TEMPERATURE = 2.0
+    # Weight of the deep -> shallow KL term (WEIGHT * T^2 = 0.5: SD stays below the OIM losses).
+    cfg.MODEL.UGAS.SD.WEIGHT = 0.125
     # First iteration with the loss (the memories are empty at first); -1: SOLVER.WARMUP_ITERS.
     cfg.MODEL.UGAS.SD.START_ITER = -1
-    # Weight, relative to WEIGHT, of the reverse shallow -> deep term (0 = off).
-    cfg.MODEL.UGAS.SD.SYMMETRIC_WEIGHT = 0.0
+    # Iterations over which the loss weight rises linearly from 0 after START_ITER (0: a step;
+    # -1: SOLVER.WARMUP_ITERS, about one epoch in the recipes).
+    cfg.MODEL.UGAS.SD.RAMP_ITERS = -1
+    # Weight, relative to WEIGHT, of the reverse shallow -> deep term: 1 = mutual learning (each
+    # branch learns from the other), 0 = one-way deep -> shallow (BYOT).
+    cfg.MODEL.UGAS.SD.SYMMETRIC_WEIGHT = 1.0
+    # "none", or "correct": distil a RoI in a direction only where that direction's teacher ranks
+    # the RoI's identity first.
+    cfg.MODEL.UGAS.SD.GATE = "none"
+    # True: SD's gradient stops at each branch's own layers (the students are recomputed from the
+    # detached pooled RoI maps / vectors), so it cannot move the shared backbone.
+    cfg.MODEL.UGAS.SD.STOP_BACKBONE_GRADIENT = False
     # Weight of the feature hint 1 - cos(P s, d) with a training-only projector P (0 = off).
     cfg.MODEL.UGAS.SD.HINT_WEIGHT = 0.0
     # Distil on labeled foreground RoIs only (False: unlabeled foreground RoIs too).
     cfg.MODEL.UGAS.SD.LABELED_ONLY = True
 
-    # UG, uncertainty guidance: the final embedding as a Gaussian (training only).
+    # UG, uncertainty guidance (training only; no inference cost unless OUTPUT_VARIANCE).
     cfg.MODEL.UGAS.UG = CN({"ENABLED": False})
-    # Registered module (personsearch.modeling.ugas.UG_REGISTRY).
+    # Registered module (personsearch.modeling.ugas.UG_REGISTRY): "GaussianEmbeddingUncertainty"
+    # (a Gaussian embedding: input-dependent variance, OIM on reparameterised samples, guidance
+    # below), "UncertaintyAwareLoss" (the same variance head and guidance without sampling, UAL)
+    # or "FeatureStatisticsUncertainty" (DSU: parameter-free perturbation of the RoI maps'
+    # channel statistics; no variance, only DSU_PROBABILITY applies).
     cfg.MODEL.UGAS.UG.NAME = "GaussianEmbeddingUncertainty"
-    # Weight of the KL regulariser to N(0, I / D) (DUL's 0.01).
-    cfg.MODEL.UGAS.UG.KL_WEIGHT = 0.01
-    # Initial sigma per dimension and initial scale of the variance head (PFE's initialisation:
-    # near-constant, small variance at the start).
-    cfg.MODEL.UGAS.UG.INIT_SIGMA = 0.01
-    cfg.MODEL.UGAS.UG.INIT_SCALE = 0.0001
-    # Samples per RoI in training (their OIM losses are averaged; memories updated once, with the
-    # mean).
+    # RoI maps the variance head reads ([]: the RoIAlign map of the RoI feature head, "res4_map"
+    # in C4 heads, "fpn_map" in FPN heads); each is reduced to MAP_DIM channels by Conv1x1 + BN +
+    # ReLU and average-pooled to a MAP_GRID x MAP_GRID grid (so the head sees where in the box the
+    # person is). With SFM the head also reads SFM's level vectors.
+    cfg.MODEL.UGAS.UG.IN_FEATURES = []
+    cfg.MODEL.UGAS.UG.MAP_DIM = 32
+    cfg.MODEL.UGAS.UG.MAP_GRID = 4
+    # c of the prior N(0, c I / D): the noise of a sample is ~sqrt(c) of the unit embedding.
+    cfg.MODEL.UGAS.UG.PRIOR_SCALE = 0.05
+    # Weight of the KL regulariser to the prior (0 = none) and its reduction over dimensions:
+    # "mean" (keeps the variance input-dependent) or "sum" (with PRIOR_SCALE 1: the first
+    # reconstruction, whose variance collapsed to a constant; docs/METHODS.md "UG").
+    cfg.MODEL.UGAS.UG.KL_WEIGHT = 0.1
+    cfg.MODEL.UGAS.UG.KL_REDUCTION = "mean"
+    # Train OIM on reparameterised samples (False: on the mean); samples per RoI, all scored
+    # against the memories before this batch, which are then updated once with the mean.
+    cfg.MODEL.UGAS.UG.SAMPLE = True
     cfg.MODEL.UGAS.UG.NUM_SAMPLES = 1
+    # Guidance by loss weighting (UAL): each labeled RoI's OIM loss weighted by
+    # exp(-WEIGHT_POWER * s) renormalised to mean 1 (s: its mean relative log-variance), and s fit
+    # to the RoI's relative difficulty with weight FIT_WEIGHT.
+    cfg.MODEL.UGAS.UG.LOSS_WEIGHTING = True
+    cfg.MODEL.UGAS.UG.WEIGHT_POWER = 1.0
+    cfg.MODEL.UGAS.UG.FIT_WEIGHT = 1.0
+    # Weight of the box-quality supervision 1 - pearson(s, -log IoU) (0 = off). On by default:
+    # without it the variance does not track box quality (MODEL_ZOO.md, UG variants).
+    cfg.MODEL.UGAS.UG.QUALITY_WEIGHT = 1.0
+    # Rate of each RoI's lookup-table update: "none" (plain OIM), "iou" (scaled by the box's IoU
+    # with its ground truth) or "certainty" (by its certainty weight / the batch maximum).
+    cfg.MODEL.UGAS.UG.MEMORY_WEIGHT = "iou"
+    # Entropy floor: weight of relu(ENTROPY_FLOOR - s) (0 = off), against a vanishing variance.
+    cfg.MODEL.UGAS.UG.ENTROPY_WEIGHT = 0.0
+    cfg.MODEL.UGAS.UG.ENTROPY_FLOOR = -2.0
+    # Width of the variance head's hidden layer (Linear + BN + ReLU + Linear), one variance per
+    # RoI (an isotropic Gaussian) or per embedding dimension (PER_DIMENSION, DUL's diagonal), and
+    # the bound of |log-variance - log prior| (soft, tanh).
+    cfg.MODEL.UGAS.UG.HIDDEN_DIM = 128
+    cfg.MODEL.UGAS.UG.PER_DIMENSION = False
+    cfg.MODEL.UGAS.UG.CLAMP = 4.0
     # BatchNorm of the variance head: "BN" or "SyncBN".
     cfg.MODEL.UGAS.UG.NORM = "BN"
-    # Also run the variance head at inference and give every detection an "uncertainty" (mean
-    # log-variance of its embedding). Off: UG costs nothing at inference.
+    # FeatureStatisticsUncertainty only: probability that a training batch is perturbed.
+    cfg.MODEL.UGAS.UG.DSU_PROBABILITY = 0.5
+    # Also run the variance head at inference: every detection gets "uncertainty" (mean
+    # log-variance of its embedding, larger = coarser) and PersonSearchPredictor.embed(...,
+    # with_uncertainty=True) returns it for given boxes. Off: UG costs nothing at inference.
     cfg.MODEL.UGAS.UG.OUTPUT_VARIANCE = False
+    # Replaced by PRIOR_SCALE and HIDDEN_DIM (the variance now starts at the prior's).
+    cfg.register_deprecated_key("MODEL.UGAS.UG.INIT_SIGMA")
+    cfg.register_deprecated_key("MODEL.UGAS.UG.INIT_SCALE")
 
 
 def _add_solver_config(cfg: CN) -> None:

@@ -24,6 +24,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -52,6 +53,32 @@ GROUPS: Dict[str, List[Tuple[str, str]]] = {
         ("(d) + UG", "synthetic/ablations/d_UG.yaml"),
         ("(e) + SFM + SD + UG", "synthetic/UGAS_R10.yaml"),
     ],
+    "ug": [  # UG variants, alone on SeqNet and within the full UGAS
+        ("SeqNet + UG (Gaussian, quality-guided: default)", "synthetic/ablations/d_UG.yaml"),
+        ("SeqNet + UG (Gaussian, loss weighting only)", "synthetic/ablations/d_UG_fit.yaml"),
+        ("SeqNet + UG (UAL: no sampling)", "synthetic/ablations/d_UG_ual.yaml"),
+        ("SeqNet + UG (DSU)", "synthetic/ablations/d_UG_dsu.yaml"),
+        (
+            "SeqNet + UG (first reconstruction: collapses)",
+            "synthetic/ablations/d_UG_collapsed.yaml",
+        ),
+        ("UGAS (quality-guided UG: default)", "synthetic/UGAS_R10.yaml"),
+        ("UGAS (UG with loss weighting only)", "synthetic/ablations/e_UGAS_fit.yaml"),
+    ],
+    "sd": [  # SD variants
+        ("SFM + SD (mutual: default)", "synthetic/ablations/c_SFM_SD.yaml"),
+        ("SFM + SD (one-way deep -> shallow)", "synthetic/ablations/c_SFM_SD_oneway.yaml"),
+        (
+            "SFM + SD (gradient stopped at each branch)",
+            "synthetic/ablations/c_SFM_SD_stopgrad.yaml",
+        ),
+        ("UGAS (mutual SD: default)", "synthetic/UGAS_R10.yaml"),
+        ("UGAS (one-way SD)", "synthetic/ablations/e_UGAS_oneway.yaml"),
+    ],
+    "sfm": [  # SFM variants
+        ("SFM (no attention: default)", "synthetic/ablations/b_SFM.yaml"),
+        ("SFM with spatial + level attention", "synthetic/ablations/b_SFM_attention.yaml"),
+    ],
     "fusion": [
         ("deep", "synthetic/ablations/fusion_deep.yaml"),
         ("shallow", "synthetic/ablations/fusion_shallow.yaml"),
@@ -78,7 +105,6 @@ COLUMNS = [
 # (bar offset, key in result.json, legend) of the chart: the full split, the low-resolution
 # subset, and ground-truth boxes (re-identification alone, without the detector's noise)
 PLOTTED = ((-0.27, "mAP", "mAP"), (0.0, "lowres_mAP", "mAP (L)"), (0.27, "gt_mAP", "mAP GT boxes"))
-BEGIN, END = "<!-- model-zoo:synthetic:begin -->", "<!-- model-zoo:synthetic:end -->"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,8 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     # replace the section between the model-zoo markers of this markdown file with the tables
     p.add_argument("--update", default="")
+    # the name in the markers: <!-- model-zoo:NAME:begin --> ... <!-- model-zoo:NAME:end -->
+    p.add_argument("--section", default="synthetic")
     # forwarded to every train_net.py call (e.g. --register-json NAME JSON ROOT); repeatable
     p.add_argument("--register-json", nargs=3, action="append", default=[], metavar="X")
+    # runs trained at the same time (separate processes; e.g. several per GPU). With more than one
+    # each run gets OMP_NUM_THREADS = CPU cores / JOBS unless the variable is set.
+    p.add_argument("--jobs", type=int, default=1)
+    # minutes by which every run should be finished (0: no limit): a run is started only if it
+    # is expected to finish in time (the median duration of the runs finished so far; before the
+    # first finishes, every run is started). For a fixed time budget, e.g. a lent GPU; order the
+    # plan by priority with --configs/--seeds/--by-config.
+    p.add_argument("--deadline", type=float, default=0.0)
+    # a file of "CONFIG SEED" lines: exactly these runs, in this order (a priority order for
+    # --deadline), tabulated as one table; replaces --groups/--configs/--seeds
+    p.add_argument("--plan", default="")
     # trailing KEY VALUE config overrides for every run (e.g. SOLVER.MAX_ITER 10 for a quick look)
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[])
     return p
@@ -120,11 +159,14 @@ def _train_net(args: argparse.Namespace, config: str, opts: Sequence[str], log: 
     for r in args.register_json:
         cmd += ["--register-json", *r]
     cmd += list(flags) + [str(o) for o in opts]
+    env = dict(os.environ)
+    if args.jobs > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
     with open(log, "a") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
         t0 = time.perf_counter()
-        code = subprocess.call(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        code = subprocess.call(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {code}; see {log}")
     return time.perf_counter() - t0
@@ -188,7 +230,25 @@ def _score_run(args: argparse.Namespace, out: str) -> Dict[str, float]:
     res["gt_mAP"] = gt["search"]["mAP"]
     res["gt_top1"] = gt["search"]["top1"]
     res["train_minutes"] = _training_minutes(out)
+    res["device"] = _device(out)
     return res
+
+
+def _device(out: str) -> str:
+    """What the run trained on: "cpu", or the CUDA device's name (this machine's)."""
+    path = os.path.join(out, "config.yaml")
+    device = "cpu"
+    if os.path.isfile(path):
+        match = re.search(r"^  DEVICE: (\S+)", open(path).read(), re.M)
+        device = match.group(1) if match else device
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else device
+    return device
+
+
+_SCORING = threading.Lock()
 
 
 def run_one(args: argparse.Namespace, config: str, seed: int) -> Dict[str, float]:
@@ -213,13 +273,79 @@ def run_one(args: argparse.Namespace, config: str, seed: int) -> Dict[str, float
         "TEST.SEARCH.USE_GT_BOXES", "True",
     ]  # fmt: skip
     _train_net(args, config, gt_opts, log, "--eval-only")
-    res = _score_run(args, out)
+    with _SCORING:  # scoring reads the shared dataset caches; one run at a time
+        res = _score_run(args, out)
     res.update(config=config, seed=seed)
     tmp = done + ".tmp"
     with open(tmp, "w") as f:
         json.dump(res, f, indent=2)
     os.replace(tmp, done)
     return res
+
+
+def _read_plan(path: str) -> List[Tuple[str, int]]:
+    """The (config, seed) runs of a ``--plan`` file; a malformed line is an error naming it."""
+    plan = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split("#")[0].split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise ValueError(f"{path}:{n}: expected 'CONFIG SEED', got {line.strip()!r}")
+            plan.append((parts[0], int(parts[1])))
+    if not plan:
+        raise ValueError(f"{path}: the plan lists no runs")
+    return plan
+
+
+def run_plan(args: argparse.Namespace, plan: List[Tuple[str, int]], tqdm=None) -> List[Dict]:
+    """:func:`run_one` for every (config, seed) of the plan, ``args.jobs`` at a time, starting no
+    run that is not expected to finish within ``args.deadline`` minutes (those runs give ``{}``,
+    as do failed runs, which are logged and listed in ``args.failures``).
+
+    Returns:
+        The results in plan order.
+    """
+    start = time.monotonic()
+    failures: List[str] = []
+    durations: List[float] = []
+    bar = tqdm(total=len(plan), desc="model zoo runs") if tqdm else None
+
+    def job(item):
+        config, seed = item
+        now = time.monotonic()
+        expected = statistics.median(durations) if durations else 0.0
+        late = args.deadline > 0 and now + expected - start > 60 * args.deadline
+        done = os.path.isfile(os.path.join(_run_dir(args.output, config, seed), "result.json"))
+        res = {}
+        if late and not done:
+            logger.info("deadline: %s seed %d not started", config, seed)
+        else:
+            try:
+                res = run_one(args, config, seed)
+                if not done:
+                    durations.append(time.monotonic() - now)
+            except RuntimeError as e:  # a failed run does not stop the others
+                logger.error("%s seed %d failed: %s", config, seed, e)
+                failures.append(f"{config} seed {seed}")
+        if bar is not None:
+            bar.update(1)
+        return res
+
+    if args.jobs <= 1:
+        out = [job(item) for item in plan]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(args.jobs) as pool:  # each job waits on its subprocesses
+            out = list(pool.map(job, plan))
+    if bar is not None:
+        bar.close()
+    if failures:
+        logger.error("%d run(s) failed (see their model_zoo.log): %s", len(failures), failures)
+    args.failures = failures
+    return out
 
 
 def _mean_std(values: List[float]) -> str:
@@ -233,13 +359,16 @@ def _mean_std(values: List[float]) -> str:
 
 def table(rows: List[Tuple[str, str]], results: Dict[str, List[Dict]], seeds) -> str:
     """A markdown table: one row per (label, config), mean ± std over its finished seeds."""
-    head = "| model | config | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (3 + len(COLUMNS))]
+    head = "| model | config | seeds | " + " | ".join(c for c, _ in COLUMNS) + " | device |"
+    lines = [head, "|" + "---|" * (4 + len(COLUMNS))]
     for label, config in rows:
         runs = [r for r in results.get(config, []) if r]
         cells = [_mean_std([r.get(k) for r in runs]) for _, k in COLUMNS]
+        devices = ", ".join(sorted({str(r.get("device", "?")) for r in runs})) or "-"
         lines.append(
-            f"| {label} | `{config}` | {len(runs)}/{len(seeds)} | " + " | ".join(cells) + " |"
+            f"| {label} | `{config}` | {len(runs)}/{len(seeds)} | "
+            + " | ".join(cells)
+            + f" | {devices} |"
         )
     return "\n".join(lines)
 
@@ -252,10 +381,19 @@ def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
-    for ax, (name, rows) in zip(axes[0], groups.items()):
+    import textwrap
+
+    cols = min(3, len(groups))
+    nrows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 5.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups) :]:
+        ax.axis("off")
+    for ax, (name, rows) in zip(axes.flat, groups.items()):
         ran = [any(results.get(c, [])) for _, c in rows]
-        labels = [label if r else f"{label} (not run)" for (label, _), r in zip(rows, ran)]
+        labels = [
+            textwrap.fill(label if r else f"{label} (not run)", 22)
+            for (label, _), r in zip(rows, ran)
+        ]
         x = np.arange(len(rows))
         for off, key, title in PLOTTED:
             vals = [[r[key] for r in results.get(c, []) if r and r.get(key) is not None]
@@ -264,7 +402,7 @@ def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
             std = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
             ax.bar(x + off, mean, 0.27, yerr=std, capsize=3, label=title)
         ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize="small")
         ax.set_title(name)
         ax.set_ylabel("%")
         ax.grid(True, axis="y", alpha=0.3)
@@ -282,6 +420,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from personsearch.utils.cli import register_json_datasets
 
     register_json_datasets(args.register_json)
+    plan = _read_plan(args.plan) if args.plan else None
+    if plan:
+        args.configs = list(dict.fromkeys(c for c, _ in plan))
+        args.seeds = sorted({s for _, s in plan})
     if args.configs:
         groups = {"configs": [(os.path.splitext(os.path.basename(c))[0], c) for c in args.configs]}
     else:
@@ -290,7 +432,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     missing = [c for c in configs if not os.path.isfile(os.path.join(REPO, "configs", c))]
     if missing:
         raise FileNotFoundError(f"config(s) not found under configs/: {missing}")
-    plan = [(c, s) for s in args.seeds for c in configs]  # every config once per seed first
+    if not plan:
+        plan = [(c, s) for s in args.seeds for c in configs]  # every config once per seed first
     if args.dry_run:
         for c, s in plan:
             state = (
@@ -305,9 +448,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    iterator = tqdm(plan, desc="model zoo runs") if tqdm else plan
-    for c, s in iterator:
-        results[c].append(run_one(args, c, s))
+    for (c, _), res in zip(plan, run_plan(args, plan, tqdm)):
+        results[c].append(res)
     os.makedirs(args.output, exist_ok=True)
     text = [f"Synthetic model zoo, seeds {args.seeds}, gallery size {args.gallery_size}, "
             f"`python tools/model_zoo.py {' '.join(argv or sys.argv[1:])}`"]  # fmt: skip
@@ -321,15 +463,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(md)
     print(f"tables: {os.path.join(args.output, 'model_zoo.md')}\nplot: {png}")
     if args.update:
+        begin, end = (
+            f"<!-- model-zoo:{args.section}:begin -->",
+            f"<!-- model-zoo:{args.section}:end -->",
+        )
         doc = open(args.update).read()
-        if BEGIN not in doc or END not in doc:
-            raise ValueError(f"{args.update} has no {BEGIN} ... {END} section to replace")
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+        if begin not in doc or end not in doc:
+            raise ValueError(f"{args.update} has no {begin} ... {end} section to replace")
+        head, rest = doc.split(begin, 1)
+        _, tail = rest.split(end, 1)
         with open(args.update, "w") as f:
-            f.write(head + BEGIN + "\n" + md + END + tail)
+            f.write(head + begin + "\n" + md + end + tail)
         print(f"updated {args.update}")
-    return 0
+    return 1 if getattr(args, "failures", None) else 0
 
 
 if __name__ == "__main__":

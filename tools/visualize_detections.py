@@ -8,7 +8,9 @@ NAE+ the mean pixel attention divided by the image's largest, SeqNet the stage-1
 (``MODEL.SEQNET.SCORE stage1``). For heads whose re-ID head outputs a pixel attention map (NAE+,
 ``PixelNormAwareEmbeddingHead``) each drawn detection also shows its h x w attention map, upsampled
 bilinearly to the box and blended over it as a semi-transparent heatmap, as in the NAE paper's
-figure.
+figure. UGAS models with the attention SFM (``MODEL.UGAS.SFM.NAME
+AttentionShallowFusionModule``) show its spatial attention the same way: the shallow levels'
+gates averaged with the box's level weights (the poster's "visualization of attention weights").
 
 The attention map of a detection is computed on the detection's **final** (regressed) box. The
 model's score of that detection comes from the proposal the box was regressed from (the reference
@@ -39,6 +41,7 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
@@ -119,9 +122,30 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # model (the same few steps as tools/analyze_iou.py)
 # ----------------------------------------------------------------------------------------------
 def has_attention(roi_heads: torch.nn.Module) -> bool:
-    """Whether the RoI head's re-ID head outputs a pixel attention map (NAE+)."""
+    """Whether the RoI head outputs a pixel attention map: NAE+'s re-ID head, or UGAS's attention
+    SFM (``AttentionShallowFusionModule`` with spatial attention)."""
     reid_head = getattr(roi_heads, "reid_head", None)
-    return "attention" in getattr(type(reid_head), "outputs", ())
+    if "attention" in getattr(type(reid_head), "outputs", ()):
+        return True
+    ugas = getattr(roi_heads, "ugas", None)
+    return getattr(getattr(ugas, "sfm", None), "spatial", None) is not None
+
+
+def sfm_attention_maps(gates, level_weights: torch.Tensor) -> torch.Tensor:
+    """One (R, h, w) map in [0, 1] per box from UGAS's attention SFM: each level's spatial gate
+    (in (0, 2), 1 = neutral) resized to the largest level's size, averaged with the box's level
+    weights, divided by 2.
+
+    Args:
+        gates: per level, (R, 1, h_l, w_l) gates.
+        level_weights: (R, L) level weights (mean 1 over the levels).
+    """
+    size = max((g.shape[-2:] for g in gates), key=lambda hw: hw[0] * hw[1])
+    up = [F.interpolate(g.float(), size=tuple(size), mode="bilinear", align_corners=False)
+          for g in gates]  # fmt: skip
+    w = level_weights.float() / level_weights.float().sum(dim=1, keepdim=True)
+    mixed = sum(w[:, i, None, None] * u[:, 0] for i, u in enumerate(up))
+    return (mixed / 2.0).clamp(0.0, 1.0)
 
 
 def score_description(cfg: CfgNode) -> str:
@@ -160,8 +184,11 @@ def detect_image(model: torch.nn.Module, inputs: Dict, attention: bool) -> Dict[
     if attention:
         boxes = [instances.pred_boxes]
         out = heads.reid_forward(features, boxes, heads.roi_features(features, boxes))
-        if "attention" in out:  # (R, 1, h, w)
+        if "attention" in out:  # NAE+: (R, 1, h, w)
             maps = out["attention"][:, 0].float().cpu().numpy()
+        elif out.get("sfm_attention"):  # UGAS's attention SFM: per level (R, 1, h_l, w_l)
+            maps = sfm_attention_maps(out["sfm_attention"], out["sfm_level_weights"])
+            maps = maps.cpu().numpy()
     boxes = to_original(
         instances.pred_boxes.tensor, images.image_sizes[0], inputs["height"], inputs["width"]
     )

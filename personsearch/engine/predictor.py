@@ -162,22 +162,37 @@ class PersonSearchPredictor:
                 results.append(res)
             return self._to_cpu(results)
 
-    def embed(self, image: np.ndarray, boxes: Any) -> torch.Tensor:
+    def embed(self, image: np.ndarray, boxes: Any, with_uncertainty: bool = False):
         """Embeddings of given boxes only (one backbone pass, no detection).
 
         Args:
             image: (H, W, 3) uint8 BGR array.
             boxes: (Q, 4) XYXY boxes in ``image`` pixels.
+            with_uncertainty: also return each box's uncertainty (UGAS models with
+                ``MODEL.UGAS.UG.OUTPUT_VARIANCE True``; else a ValueError): one scalar per box,
+                the mean log-variance of its embedding, larger = coarser (a poorly framed,
+                small or occluded person), usable as a quality score to sort or filter by.
 
         Returns:
             (Q, D) L2-normalised embeddings on the CPU, equal to the ``"query_feats"`` of
-            ``predictor(image, query_boxes=boxes)``.
+            ``predictor(image, query_boxes=boxes)``; with ``with_uncertainty``,
+            ``(embeddings, uncertainty (Q,))``.
         """
+        if with_uncertainty and not self.model.roi_heads.has_uncertainty:
+            raise ValueError(
+                "embed(with_uncertainty=True): this model outputs no uncertainty; it needs a "
+                "Gaussian UGAS UG with MODEL.UGAS.UG.OUTPUT_VARIANCE True"
+            )
         inputs = [self._to_device(x) for x in self._inputs([image], [boxes], box_name="boxes")]
         empty = Instances(tuple(inputs[0]["image"].shape[1:]))
         empty.pred_boxes = Boxes(torch.zeros((0, 4), device=self.device))
         with torch.inference_mode():
             out = self.model.inference(inputs, detected_instances=[empty], do_postprocess=False)
+            if with_uncertainty:
+                feats, uncertainty = self._to_cpu(
+                    [out[0]["query_feats"], out[0]["query_uncertainty"]]
+                )
+                return feats, uncertainty
             return self._to_cpu([out[0]["query_feats"]])[0]
 
     def _inputs(

@@ -9,6 +9,9 @@ differ between ranks (``stats_mode="N"``) and is an ordinary BatchNorm in one pr
 mode (same parameters and buffers, so checkpoints move freely between BN and SyncBN).
 """
 
+import contextlib
+from typing import Iterator
+
 import torch
 from detectron2.layers import NaiveSyncBatchNorm
 from torch import nn
@@ -60,3 +63,19 @@ def build_norm(norm: str, channels: int, dims: int, key: str = "norm") -> nn.Mod
     if norm == "SyncBN":
         return SyncBatchNormND(channels)
     return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+
+
+@contextlib.contextmanager
+def frozen_running_stats(module: nn.Module) -> Iterator[None]:
+    """Inside the block, BatchNorm layers of ``module`` normalise with batch statistics (in
+    training) as usual but leave their running statistics unchanged (momentum 0): for a second
+    forward pass over the same batch (UGAS's SD students) that must not count the batch twice."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum

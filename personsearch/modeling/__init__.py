@@ -33,3 +33,6 @@ from .roi_heads.oim_roi_heads import OIMROIHeads
 from .roi_heads.person_search_roi_heads import PersonSearchROIHeads
 from .roi_heads.plain_res5_roi_heads import PlainRes5ROIHeads
 from .roi_heads.seqnet_roi_heads import SeqNetROIHeads
+
+# UGAS modules (SFM, SD, UG), composed onto any RoI head's embedding path by MODEL.UGAS
+from .ugas import SD_REGISTRY, SFM_REGISTRY, UG_REGISTRY, build_ugas

@@ -19,18 +19,22 @@ def test_bfloat16_training_keeps_the_memories_in_float32(config):
     data = [[random_input(seed=i), random_input(seed=i + 10)] for i in range(3)]
     loop = GuardedTrainLoop(model, iter(data), optimizer, amp_dtype="bfloat16")
     seen = {}
+    oim = model.roi_heads.reid_loss
+    logits = oim.logits
 
-    def record(module, args, out):
-        seen["dtype"] = out.dtype  # returns None: the output is unchanged
+    def record(*args, **kwargs):  # every OIM loss (UG's guided one too) goes through logits()
+        out = logits(*args, **kwargs)
+        seen["dtype"] = out.dtype
+        return out
 
-    hook = model.roi_heads.reid_loss.register_forward_hook(record)
+    oim.logits = record
     with EventStorage(0) as storage:
         loop.storage = storage
         for i in range(3):
             loop.iter = i
             loop.run_step()
-    hook.remove()
-    assert seen["dtype"] == torch.float32  # OIM's loss (and logits) are float32
+    del oim.logits
+    assert seen["dtype"] == torch.float32  # OIM's logits (and so its loss) are float32
     for m in [model.roi_heads.reid_loss] + (
         [model.roi_heads.ugas.deep_loss] if model.roi_heads.ugas else []
     ):

@@ -162,6 +162,8 @@ def test_c4_fpn_backbone_outputs_res4_and_p2_p3_from_one_body_pass():
 def test_ugas_trains_with_sfm_on_p2_p3():
     model = build(UGAS_FPN, TINY_UGAS)
     assert model.roi_heads.ugas.sfm.in_features == ["p2", "p3"]
+    train_step(model)  # fills the OIM memories (empty memories give the re-ID losses no gradient)
+    model.zero_grad()
     losses = train_step(model)
     assert {"loss_oim", "loss_oim_deep", "loss_oim_shallow", "loss_sd", "loss_ug_kl"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())

@@ -295,3 +295,35 @@ def test_command_line_errors(tools, tiny_synthetic, tmp_path, tool, capsys):
     with pytest.raises(FileNotFoundError, match="Checkpoint file not found") as e:
         main(base + tiny + ["MODEL.WEIGHTS", missing])
     assert missing in str(e.value)
+
+
+def test_ugas_attention_sfm_maps_are_drawn(tools, tiny_synthetic, tmp_path):
+    """UGAS with the attention SFM: every detection gets its spatial attention map."""
+    extra = [
+        "MODEL.UGAS.SFM.NAME",
+        "AttentionShallowFusionModule",
+        "MODEL.UGAS.SFM.CONV_DIM",
+        "8",
+        "MODEL.UGAS.SFM.EMBED_DIM",
+        "16",
+        "MODEL.UGAS.SFM.POOLER_RESOLUTION",
+        "7",
+    ]
+    args = tools.vis.parse_args(
+        ["--config-file", config("UGAS_R10"), *opts(tiny_synthetic, tmp_path, *extra)]
+    )  # fmt: skip
+    model = tools.vis.build_inference_model(args.cfg)
+    assert tools.vis.has_attention(model.roi_heads)
+    torch.nn.init.normal_(model.roi_heads.ugas.sfm.spatial[0].weight)  # a non-uniform gate
+    record = DatasetCatalog.get(tiny_synthetic["test"])[1]
+    dets = tools.vis.detect_image(model, PersonSearchDatasetMapper(args.cfg, False)(record), True)
+    maps = dets["attention"]
+    assert maps.shape[0] == len(dets["boxes"]) > 0 and maps.shape[1:] == (7, 7)
+    assert (maps >= 0).all() and (maps <= 1).all() and maps.std() > 0
+
+
+def test_sfm_attention_maps_mix_the_levels_by_their_weights(tools):
+    gates = [torch.full((1, 1, 4, 4), 2.0), torch.zeros(1, 1, 2, 2)]
+    maps = tools.vis.sfm_attention_maps(gates, torch.tensor([[1.5, 0.5]]))
+    assert maps.shape == (1, 4, 4)
+    torch.testing.assert_close(maps, torch.full((1, 4, 4), 0.75))  # (0.75 * 2 + 0.25 * 0) / 2

@@ -2,6 +2,11 @@
 
 import json
 import os
+import threading
+import time
+import types
+
+import pytest
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -46,6 +51,7 @@ def test_runs_seeds_scores_every_protocol_and_resumes(tiny_synthetic, tmp_path):
                 assert 0.0 <= r[key] <= 100.0, key
         md = (out / "model_zoo.md").read_text()
         assert "| NAE_R10 | `synthetic/NAE_R10.yaml` | 2/2 |" in md and " ± " in md
+        assert md.splitlines()[-1].endswith("| cpu |")  # the device column
         assert (out / "ablation.png").stat().st_size > 0
         text = doc.read_text()
         assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
@@ -79,3 +85,47 @@ def test_training_minutes_of_a_resumed_run_count_every_iteration(tmp_path):
     rows = [{"iteration": i, "time": 3.0} for i in range(19, 100, 20)]
     (tmp_path / "metrics.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert abs(tool._training_minutes(str(tmp_path)) - 100 * 3.0 / 60) < 1e-9
+
+
+def test_plan_file_order_comments_and_errors(tmp_path):
+    tool = load_tool("model_zoo")
+    plan = tmp_path / "plan.txt"
+    plan.write_text("# priority order\nb.yaml 3\n\na.yaml 0  # first seed\n")
+    assert tool._read_plan(str(plan)) == [("b.yaml", 3), ("a.yaml", 0)]
+    plan.write_text("a.yaml zero\n")
+    with pytest.raises(ValueError, match="plan.txt:1: expected 'CONFIG SEED'"):
+        tool._read_plan(str(plan))
+    plan.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="lists no runs"):
+        tool._read_plan(str(plan))
+
+
+def test_parallel_runs_deadline_and_failures(tmp_path, monkeypatch):
+    """--jobs runs in parallel; --deadline starts no run expected to end late (median duration
+    of the finished ones); a failed run is reported without stopping the others."""
+    tool = load_tool("model_zoo")
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def fake_run(args, config, seed):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        if config == "bad.yaml":
+            raise RuntimeError("boom")
+        return {"mAP": float(seed), "device": "cpu"}
+
+    monkeypatch.setattr(tool, "run_one", fake_run)
+    args = types.SimpleNamespace(jobs=2, deadline=0.0, output=str(tmp_path))
+    plan = [("a.yaml", 0), ("bad.yaml", 0), ("a.yaml", 1), ("a.yaml", 2)]
+    out = tool.run_plan(args, plan)
+    assert peak[0] == 2
+    assert out == [{"mAP": 0.0, "device": "cpu"}, {}, {"mAP": 1.0, "device": "cpu"},
+                   {"mAP": 2.0, "device": "cpu"}]  # fmt: skip
+    assert args.failures == ["bad.yaml seed 0"]
+    # 0.5 s budget, runs of 0.3 s: the first two start, the next would end at ~0.6 s
+    args = types.SimpleNamespace(jobs=2, deadline=0.5 / 60, output=str(tmp_path))
+    out = tool.run_plan(args, [("a.yaml", s) for s in range(4)])
+    assert [bool(r) for r in out] == [True, True, False, False]

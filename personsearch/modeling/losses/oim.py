@@ -92,49 +92,90 @@ class OIMLoss(nn.Module):
             feats: (N, D) features of foreground RoIs (L2-normalised; NAE+ passes its attention-
                 pooled embedding un-normalised, as the reference).
             pids: (N,) int64 identity of each RoI: 0..L-1 labeled, -1 unlabeled.
-            memory_feats: (N, D) features written into the memories instead of ``feats`` (UGAS's
-                uncertainty guidance computes the logits of a sampled embedding but updates the
-                memories with its mean); None: ``feats``.
+            memory_feats: (N, D) features written into the memories instead of ``feats``; None:
+                ``feats``.
             return_logits: also return the (N, L + Q) logits (before the update).
-            update_memory: update the memories (training only). False for extra forward passes
-                of the same RoIs (several UGAS samples), which must update them once.
+            update_memory: update the memories (training only).
 
         Returns:
             Scalar loss (already multiplied by ``loss_weight``). It is an exact zero that keeps the
             graph when no RoI is labeled (plain cross-entropy would return NaN there). With
             ``return_logits``, ``(loss, logits)``.
         """
-        if pids.numel() and int(pids.max()) >= self.num_pids:
+        logits = self.logits(feats, pids)
+        with full_precision(feats.device.type):
+            labeled = pids >= 0
+            if labeled.any():
+                loss = F.cross_entropy(logits[labeled], pids[labeled])
+            else:
+                loss = logits.sum() * 0.0
+        if self.training and update_memory:
+            self.update(feats if memory_feats is None else memory_feats, pids)
+        loss = loss * self.loss_weight
+        return (loss, logits) if return_logits else loss
+
+    def logits(self, feats: torch.Tensor, pids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``scalar * [LUT; CQ] x`` of the current memories, float32 even under autocast; no update.
+
+        Args:
+            feats: (N, D) features.
+            pids: (N,) identities, only checked against ``num_pids`` (None: not checked).
+
+        Returns:
+            (N, L + Q) float32 logits.
+        """
+        if pids is not None and pids.numel() and int(pids.max()) >= self.num_pids:
             raise ValueError(
                 f"person_id {int(pids.max())} does not fit MODEL.OIM.NUM_PIDS={self.num_pids}; "
                 "set NUM_PIDS to at least the number of training identities"
             )
         # Under mixed precision the memories, the logits and their update stay float32.
         with full_precision(feats.device.type):
-            feats = feats.float()
-            # torch.cat makes a new tensor, so the in-place memory update below cannot
+            # torch.cat makes a new tensor, so an in-place memory update after this call cannot
             # invalidate what autograd saved for the backward pass.
             memory = torch.cat([self.lut, self.queue], dim=0)
-            logits = self.scalar * feats.mm(memory.t())
-            labeled = pids >= 0
-            if labeled.any():
-                loss = F.cross_entropy(logits[labeled], pids[labeled])
-            else:
-                loss = feats.sum() * 0.0
-            if self.training and update_memory:
-                update = (feats if memory_feats is None else memory_feats).detach().float()
-                with torch.no_grad():
-                    self._update(all_gather_rows(update), all_gather_rows(pids))
-        loss = loss * self.loss_weight
-        return (loss, logits) if return_logits else loss
+            return self.scalar * feats.float().mm(memory.t())
+
+    def per_roi_loss(self, logits: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+        """(N,) cross-entropy of each RoI's logits (0 for unlabeled RoIs, which have no target),
+        not multiplied by ``loss_weight``."""
+        with full_precision(logits.device.type):
+            ce = F.cross_entropy(logits.float(), pids.clamp(min=0), reduction="none")
+            return torch.where(pids >= 0, ce, torch.zeros_like(ce))
+
+    def update(
+        self, feats: torch.Tensor, pids: torch.Tensor, rates: Optional[torch.Tensor] = None
+    ) -> None:
+        """Update the memories with RoI features (training only; a no-op in eval mode).
+
+        Args:
+            feats: (N, D) features (detached here).
+            pids: (N,) identities (-1: pushed into the queue).
+            rates: optional (N,) weights in [0, 1] that scale each labeled RoI's share
+                ``1 - m`` of the lookup-table update (``LUT[t] <- (1 - (1 - m) r) LUT[t] +
+                (1 - m) r x``): a coarse RoI (r < 1) moves its identity's prototype less; r = 1
+                (or None) is the plain update. Under several processes they are gathered too.
+        """
+        if not self.training:
+            return
+        with torch.no_grad(), full_precision(feats.device.type):
+            feats = all_gather_rows(feats.detach().float())
+            pids = all_gather_rows(pids)
+            if rates is not None:
+                rates = all_gather_rows(rates.detach().float())
+            self._update(feats, pids, rates)
 
     @torch.no_grad()
-    def _update(self, feats: torch.Tensor, pids: torch.Tensor) -> None:
+    def _update(
+        self, feats: torch.Tensor, pids: torch.Tensor, rates: Optional[torch.Tensor] = None
+    ) -> None:
         labeled = pids >= 0
-        self._update_lut(feats[labeled], pids[labeled])
+        self._update_lut(feats[labeled], pids[labeled], None if rates is None else rates[labeled])
         self._push_queue(feats[pids == -1])
 
-    def _update_lut(self, feats: torch.Tensor, pids: torch.Tensor) -> None:
+    def _update_lut(
+        self, feats: torch.Tensor, pids: torch.Tensor, rates: Optional[torch.Tensor] = None
+    ) -> None:
         if pids.numel() == 0:
             return
         # The k-th occurrence of an identity in the batch is folded in at round k, which equals the
@@ -150,7 +191,11 @@ class OIMLoss(nn.Module):
         for r in range(int(rank.max()) + 1):
             sel = rank == r
             ids = pids[sel]
-            mixed = self.momentum * self.lut[ids] + (1.0 - self.momentum) * feats[sel]
+            if rates is None:
+                mixed = self.momentum * self.lut[ids] + (1.0 - self.momentum) * feats[sel]
+            else:
+                share = ((1.0 - self.momentum) * rates[sel]).unsqueeze(1)
+                mixed = (1.0 - share) * self.lut[ids] + share * feats[sel]
             self.lut[ids] = F.normalize(mixed, dim=1)
 
     def _push_queue(self, feats: torch.Tensor) -> None:

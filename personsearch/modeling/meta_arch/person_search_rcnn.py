@@ -147,19 +147,31 @@ class PersonSearchRCNN(GeneralizedRCNN):
             )
         else:
             results = [x.to(self.device) for x in detected_instances]
-            embeddings = self.roi_heads.embed_boxes(features, [r.pred_boxes for r in results])
-            for r, e in zip(results, embeddings):
-                r.reid_feats = e
-            query_feats = self.roi_heads.embed_boxes(features, query_boxes)
+            uncertain = self.roi_heads.has_uncertainty
+            boxes = [r.pred_boxes for r in results]
+            if uncertain:  # UGAS's OUTPUT_VARIANCE: every given box also gets its uncertainty
+                embeddings, uncertainty = self.roi_heads.embed_boxes(features, boxes, True)
+                query_feats, query_uncertainty = self.roi_heads.embed_boxes(
+                    features, query_boxes, True
+                )
+            else:
+                embeddings = self.roi_heads.embed_boxes(features, boxes)
+                query_feats = self.roi_heads.embed_boxes(features, query_boxes)
+            for i, r in enumerate(results):
+                r.reid_feats = embeddings[i]
+                if uncertain:
+                    r.uncertainty = uncertainty[i]
             contexts = [[] for _ in results]
         if do_postprocess:
             assert not torch.jit.is_scripting(), "Scripting is not supported for postprocess."
             outputs = GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
         else:
             outputs = [{"instances": r} for r in results]
-        for out, q, c in zip(outputs, query_feats, contexts):
+        for i, (out, q, c) in enumerate(zip(outputs, query_feats, contexts)):
             out["query_feats"] = q
             out["query_contexts"] = c
+            if detected_instances is not None and self.roi_heads.has_uncertainty:
+                out["query_uncertainty"] = query_uncertainty[i]
         return outputs
 
     def _gt_as_detections(self, batched_input: Dict, image_size) -> Instances:
@@ -186,5 +198,7 @@ def _to_float32(output: Dict) -> Dict:
         elif isinstance(value, torch.Tensor) and value.is_floating_point():
             inst.set(name, value.float())
     output["query_feats"] = output["query_feats"].float()
+    if "query_uncertainty" in output:
+        output["query_uncertainty"] = output["query_uncertainty"].float()
     output["query_contexts"] = [c.float() for c in output["query_contexts"]]
     return output

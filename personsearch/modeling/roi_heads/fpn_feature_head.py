@@ -43,6 +43,10 @@ class FPNFeatureHead(nn.Module):
             "fpn": in_channels,
             "fpn_map": in_channels,
         }
+        # which pooled vector each map is globally pooled into
+        self.pooled_of = {"fpn_map": "fpn"}
+        # the RoIAlign map the head reads (what UG's variance head looks at by default)
+        self.input_map = "fpn_map"
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """

@@ -203,9 +203,9 @@ class NAEROIHeads(PersonSearchROIHeads):
         counts = [len(b) for b in boxes]
         scores = self.detection_scores(reid_out, counts)
         feats = reid_out["embeddings"].split(counts)
-        instances, candidates = [], []
+        instances, candidates, kept = [], [], []
         for p, b, s, f in zip(proposals, self.decode(deltas, boxes), scores, feats):
-            inst, _, cand = person_detections(
+            inst, keep, cand = person_detections(
                 b,
                 s,
                 f,
@@ -217,6 +217,8 @@ class NAEROIHeads(PersonSearchROIHeads):
             )
             instances.append(inst)
             candidates.append(cand)
+            kept.append(keep)
+        self.attach_uncertainty(instances, kept, reid_out, counts)
         return instances, candidates
 
     def inference_with_queries(

@@ -67,6 +67,8 @@ class OIMROIHeads(PersonSearchROIHeads):
             return [], losses
         embeddings = reid_out["embeddings"]
         instances, kept = self.box_predictor.inference(predictions, proposals)
-        for inst, keep, emb in zip(instances, kept, embeddings.split([len(p) for p in proposals])):
+        counts = [len(p) for p in proposals]
+        for inst, keep, emb in zip(instances, kept, embeddings.split(counts)):
             inst.reid_feats = emb[keep]
+        self.attach_uncertainty(instances, kept, reid_out, counts)
         return instances, {}

@@ -8,6 +8,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.structures import Boxes, Instances
+from detectron2.structures.boxes import matched_pairwise_iou
 from torch import nn
 
 from personsearch.layers import build_roi_pooler
@@ -15,6 +16,7 @@ from personsearch.layers import build_roi_pooler
 from ..backbone.resnet import build_res5_stage, res5_out_channels
 from ..losses.oim import OIMLoss
 from ..reid_heads.registry import build_reid_head
+from ..ugas import build_ugas
 from .res5_feature_head import Res5FeatureHead
 
 # pid given to sampled RoIs that must not enter the re-ID loss (background, ignored)
@@ -112,9 +114,7 @@ class PersonSearchROIHeads(ROIHeads):
             ``{"feature_head", "reid_head", "ugas", "reid_loss"}`` (``__init__`` arguments).
         """
         reid_head = build_reid_head(cfg, feature_head.output_channels)
-        from ..ugas import build_ugas  # the UGAS package imports this module's constants
-
-        ugas = build_ugas(cfg, input_shape, feature_head.output_channels, reid_head)
+        ugas = build_ugas(cfg, input_shape, feature_head, reid_head)
         embed_dim = ugas.embed_dim if ugas is not None else reid_head.embed_dim
         return {
             "feature_head": feature_head,
@@ -135,13 +135,16 @@ class PersonSearchROIHeads(ROIHeads):
             features: backbone outputs, ``{name: (N, C, H, W)}``.
             boxes: per image, the RoIs in input-image coordinates.
             head: the res5 head to run (default ``self.feature_head``, the one the embedding is
-                computed with; SeqNet's first stage passes its own).
+                computed with, whose input UGAS's UG may perturb in training; SeqNet's first stage
+                passes its own).
 
         Returns:
             ``{"res4": (R, C4), "res5": (R, C5), "res4_map": (R, C4, S, S), "res5_map": (R, C5,
             s, s)}`` with R = total RoIs, images concatenated in order.
         """
         x = self.pooler([features[f] for f in self.in_features], boxes)
+        if head is None and self.ugas is not None:
+            x = self.ugas.perturb(x)  # UG's feature-statistics perturbation (training only)
         return (head or self.feature_head)(x)
 
     def reid_forward(
@@ -163,7 +166,7 @@ class PersonSearchROIHeads(ROIHeads):
         """
         out = self.reid_head(roi_feats)
         if self.ugas is not None:
-            out = self.ugas(features, boxes, roi_feats, out)
+            out = self.ugas(features, boxes, roi_feats, out, self.reid_head)
         return out
 
     def reid_targets(self, proposals: List[Instances]) -> torch.Tensor:
@@ -202,9 +205,44 @@ class PersonSearchROIHeads(ROIHeads):
         pids = self.reid_targets(proposals)
         person = pids != NOT_A_PERSON
         if self.ugas is not None:
-            return self.ugas.losses(reid_out, pids, person, self.reid_loss)
+            iou = self.reid_box_quality(proposals)
+            return self.ugas.losses(reid_out, pids, person, self.reid_loss, iou)
         feats = reid_out.get("oim_features", reid_out["embeddings"])
         return {"loss_oim": self.reid_loss(feats[person], pids[person])}
+
+    @staticmethod
+    def reid_box_quality(proposals: List[Instances]) -> Optional[torch.Tensor]:
+        """IoU of every sampled proposal with the ground-truth box it was matched to (UG's box
+        quality), concatenated over images; None when any image has no ground truth.
+
+        Returns:
+            (R,) float, or None.
+        """
+        if not proposals or not all(p.has("gt_boxes") for p in proposals):
+            return None
+        return torch.cat([matched_pairwise_iou(p.proposal_boxes, p.gt_boxes) for p in proposals])
+
+    def attach_uncertainty(
+        self, instances: List[Instances], kept: List[torch.Tensor], reid_out: Dict, counts
+    ) -> None:
+        """Give each image's detections their ``uncertainty`` (R_i,) when the embedding path
+        outputs one (UGAS's ``OUTPUT_VARIANCE``).
+
+        Args:
+            instances: per image, the detections.
+            kept: per image, the indices of the detections among the image's RoIs.
+            reid_out: :meth:`reid_forward` of all images' RoIs.
+            counts: RoIs per image.
+        """
+        if "uncertainty" not in reid_out:
+            return
+        for inst, keep, u in zip(instances, kept, reid_out["uncertainty"].split(list(counts))):
+            inst.uncertainty = u[keep]
+
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether detections and embedded boxes carry an ``uncertainty``."""
+        return self.ugas is not None and self.ugas.has_variance
 
     @property
     def embed_dim(self) -> int:
@@ -213,23 +251,37 @@ class PersonSearchROIHeads(ROIHeads):
         return int(self.ugas.embed_dim if self.ugas is not None else self.reid_head.embed_dim)
 
     def embed_boxes(
-        self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
-    ) -> List[torch.Tensor]:
+        self, features: Dict[str, torch.Tensor], boxes: List[Boxes], with_uncertainty: bool = False
+    ):
         """Embeddings of given boxes (never score-weighted).
 
         Args:
             features: backbone outputs.
             boxes: per image, boxes in input-image coordinates (may be empty).
+            with_uncertainty: also return each box's uncertainty (needs a model that outputs
+                one: ``MODEL.UGAS.UG.OUTPUT_VARIANCE``).
 
         Returns:
-            Per image, (len(boxes_i), D) L2-normalised embeddings.
+            Per image, (len(boxes_i), D) L2-normalised embeddings; with ``with_uncertainty``,
+            ``(embeddings, uncertainties)`` with per image (len(boxes_i),) uncertainties.
         """
+        if with_uncertainty and not self.has_uncertainty:
+            raise ValueError(
+                "this model outputs no per-box uncertainty; it needs a Gaussian UGAS UG with "
+                "MODEL.UGAS.UG.OUTPUT_VARIANCE True"
+            )
         counts = [len(b) for b in boxes]
         if sum(counts) == 0:
             device = next(iter(features.values())).device
-            return [torch.zeros((0, self.embed_dim), device=device) for _ in boxes]
-        embeddings = self.reid_forward(features, boxes, self.roi_features(features, boxes))
-        return list(embeddings["embeddings"].split(counts))
+            feats = [torch.zeros((0, self.embed_dim), device=device) for _ in boxes]
+            return (
+                (feats, [torch.zeros(0, device=device) for _ in boxes])
+                if with_uncertainty
+                else feats
+            )
+        out = self.reid_forward(features, boxes, self.roi_features(features, boxes))
+        feats = list(out["embeddings"].split(counts))
+        return (feats, list(out["uncertainty"].split(counts))) if with_uncertainty else feats
 
     def inference_with_queries(
         self,

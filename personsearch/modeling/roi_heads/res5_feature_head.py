@@ -33,6 +33,10 @@ class Res5FeatureHead(nn.Module):
             "res4_map": res4_channels,
             "res5_map": res5_channels,
         }
+        # which pooled vector each map is globally pooled into (the maps' vector counterparts)
+        self.pooled_of = {"res4_map": "res4", "res5_map": "res5"}
+        # the RoIAlign map the head reads (what UG's variance head looks at by default)
+        self.input_map = "res4_map"
 
     def _global_pool(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool == "max":

@@ -169,9 +169,9 @@ class SeqNetROIHeads(NAEROIHeads):
         else:
             scores = self.detection_scores(reid_out, counts)
         feats = reid_out["embeddings"].split(counts)
-        instances, candidates = [], []
+        instances, candidates, kept = [], [], []
         for inst, b, s, f in zip(first, self.decode(deltas, stage1_boxes), scores, feats):
-            final, _, cand = person_detections(
+            final, keep, cand = person_detections(
                 b,
                 s,
                 f,
@@ -183,4 +183,6 @@ class SeqNetROIHeads(NAEROIHeads):
             )
             instances.append(final)
             candidates.append(cand)
+            kept.append(keep)
+        self.attach_uncertainty(instances, kept, reid_out, counts)
         return first, instances, candidates

@@ -136,6 +136,29 @@ class ShallowFusionModule(nn.Module):
             "norm": c.NORM,
         }
 
+    def pool(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]) -> List[torch.Tensor]:
+        """Per level, the (R, C_l, S, S) RoIAlign maps of the boxes (input-image coordinates)."""
+        return [
+            pooler([features[name]], boxes) for name, pooler in zip(self.in_features, self.poolers)
+        ]
+
+    def level_maps(self, pooled: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Per level, the (R, CONV_DIM, S, S) maps of the level heads (before global pooling)."""
+        return [head(x) for x, head in zip(pooled, self.level_heads)]
+
+    def embed(self, pooled: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The shallow embedding of pooled level maps.
+
+        Args:
+            pooled: :meth:`pool`'s maps.
+
+        Returns:
+            ``{"shallow": (R, D_s) pre-normalisation s, "levels": (R, C) concatenated level
+            vectors}``.
+        """
+        levels = torch.cat([x.amax(dim=(2, 3)) for x in self.level_maps(pooled)], dim=1)
+        return {"shallow": self.proj(levels), "levels": levels}
+
     def forward(
         self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
     ) -> Dict[str, torch.Tensor]:
@@ -145,15 +168,12 @@ class ShallowFusionModule(nn.Module):
             boxes: per image, the boxes (input-image coordinates).
 
         Returns:
-            ``{"shallow": (R, D_s) pre-normalisation s, "levels": (R, C) concatenated level
-            vectors}``.
+            :meth:`embed`'s outputs plus ``"pooled"``: the per-level RoI maps (list).
         """
-        levels = []
-        for name, pooler, head in zip(self.in_features, self.poolers, self.level_heads):
-            x = pooler([features[name]], boxes)
-            levels.append(head(x).amax(dim=(2, 3)))
-        levels = torch.cat(levels, dim=1)
-        return {"shallow": self.proj(levels), "levels": levels}
+        pooled = self.pool(features, boxes)
+        out = self.embed(pooled)
+        out["pooled"] = pooled
+        return out
 
     def fuse(self, deep_unit: torch.Tensor, shallow: torch.Tensor) -> torch.Tensor:
         """The retrieval embedding (R, embed_dim), unit norm (see the class docstring)."""
