@@ -13,7 +13,7 @@ Subcommands:
     train         seconds per training iteration (forward, backward, optimizer step) of a config's
                   model on a few cached batches of its training set, and peak memory.
     inference     seconds per test image (detections + embeddings, and the query embeddings) of a
-                  config's model on its first test split, and peak memory.
+                  config's model on its first test split (with TEST.OPTIMIZE), and peak memory.
     search-index  time the exact top-k search of tools/search.py on a random index of N float16
                   embeddings (default 1,000,000, D=256) for 1 query and a batch of queries;
                   --faiss also times FAISS IndexFlatIP and checks it returns the same hits.
@@ -336,11 +336,17 @@ def run_inference(args: argparse.Namespace) -> Dict:
     import torch
 
     from personsearch.benchmark.timing import timed_runs
+    from personsearch.modeling.inference_optimization import (
+        InferenceOptions,
+        optimize_for_inference,
+    )
 
     cfg, model, trainer_cls, cuda = _model_setup(args)
     if not cfg.DATASETS.TEST:
         raise SystemExit("benchmark inference: the config has no DATASETS.TEST split.")
     model.eval()
+    # the inference fast path of the predictor (TEST.OPTIMIZE)
+    optimizations = optimize_for_inference(model, InferenceOptions.from_config(cfg))
     loader = trainer_cls.build_test_loader(cfg, cfg.DATASETS.TEST[0])
     inputs = list(itertools.islice(loader, args.warmup + args.images))
     if len(inputs) < args.warmup + 1:
@@ -351,7 +357,8 @@ def run_inference(args: argparse.Namespace) -> Dict:
             model(inputs[i])
 
     seconds = timed_runs(step, len(inputs) - args.warmup, args.warmup, cuda, "test images")
-    return _report("inference", "image", seconds, cuda, args, {"dataset": cfg.DATASETS.TEST[0]})
+    extra = {"dataset": cfg.DATASETS.TEST[0], "optimizations": optimizations}
+    return _report("inference", "image", seconds, cuda, args, extra)
 
 
 # ------------------------------------------------------------------------------------------------

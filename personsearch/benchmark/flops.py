@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-__all__ = ["count_flops"]
+__all__ = ["count_flops", "flops_per_item"]
 
 
 @contextlib.contextmanager
@@ -75,12 +75,3 @@ def count_flops(
 def flops_per_item(counts: Dict[str, float], items: int) -> float:
     """FLOPs of one item (image, query) of a call that processed ``items`` of them."""
     return counts["total"] / max(1, int(items))
-
-
-def is_available() -> bool:
-    """Whether this torch has ``torch.utils.flop_counter`` (torch >= 2.1)."""
-    try:
-        import torch.utils.flop_counter  # noqa: F401
-    except ImportError:  # pragma: no cover - older torch
-        return False
-    return hasattr(torch.utils.flop_counter, "FlopCounterMode")
