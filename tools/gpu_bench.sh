@@ -4,7 +4,8 @@
 # on and off (BatchNorm folded); the unoptimised batch-1 path of today beside them; images/s, model
 # FLOPs utilisation, the ratios UGAS/SeqNet, NAE+/NAE, NAE+/plain, profiles of NAE and NAE+ (what
 # makes NAE+ slower), host synchronisations per call, one torch.compile row per model.
-# Writes $OUT/throughput.json and $OUT/throughput.md (rewritten after every row) and $OUT/log.txt.
+# Writes $OUT/throughput.json and $OUT/throughput.md (rewritten after every row), $OUT/log.txt and
+# $OUT/predictor_check.json (PersonSearchPredictor on the device against the CPU, seconds).
 # No new measurement starts after BUDGET seconds (default 180; a torch.compile row only with 60 s of
 # it left): on an H200 the whole run, start-up included, stays under 4 minutes. cuDNN's autotuner
 # is off (real galleries change the RoI count every call); EXTRA="--cudnn-benchmark" turns it on.
@@ -79,6 +80,11 @@ except ImportError as e:
 print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, "
       f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}")
 EOF
+# the predictor's device path (pinned inputs, non-blocking copies, one synchronisation for the
+# outputs) on a small model, against the CPU; a failure is reported, the sweep still runs
+"$PY" -m personsearch.benchmark.device_check "$DEVICE" "$OUT/predictor_check.json" 2>&1 \
+    | grep -v Warning | tee -a "$OUT/log.txt" || echo "predictor check FAILED (see above)" \
+    | tee -a "$OUT/log.txt"
 # shellcheck disable=SC2086
 "$PY" tools/benchmark.py throughput \
     --models "$UGAS" "$SEQNET" "$NAE" "$NAEP" "plain:$NAE" \

@@ -36,6 +36,8 @@ def test_cpu_run_with_no_budget_writes_the_outputs(tmp_path):
     assert set(saved["peaks"]) == {"bfloat16", "float32"}
     assert "ended the run early" in open(tmp_path / "out" / "throughput.md").read()
     assert "torch " in open(tmp_path / "out" / "log.txt").read()
+    check = json.load(open(tmp_path / "out" / "predictor_check.json"))
+    assert check["device"] == "cpu" and check["float32"]["outputs_on_cpu"]
 
 
 def test_a_missing_package_is_named(tmp_path):
@@ -49,3 +51,15 @@ def test_a_missing_package_is_named(tmp_path):
     assert "gpu_bench: cannot import 'detectron2'; run 'bash tools/gpu_bench.sh --prepare'" in (
         proc.stdout + proc.stderr
     )
+
+
+def test_predictor_device_check_on_the_cpu():
+    from personsearch.benchmark.device_check import BATCH_ATOL, check
+
+    result = check("cpu", size=(128, 192), images=2)
+    for precision in ("float32", "bfloat16"):
+        r = result[precision]
+        assert r["outputs_on_cpu"] and r["detections"] == r["detections_cpu"]
+        assert r["optimizations"]["folded_batchnorm"] > 0
+    assert result["float32"]["batch_vs_single_query"] <= BATCH_ATOL
+    assert result["float32"]["device_vs_cpu_query"] == 0.0  # the same device here
