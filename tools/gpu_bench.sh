@@ -6,7 +6,7 @@
 # makes NAE+ slower), host synchronisations per call, one torch.compile row per model.
 # Writes $OUT/throughput.json and $OUT/throughput.md (rewritten after every row), $OUT/log.txt and
 # $OUT/predictor_check.json (PersonSearchPredictor on the device against the CPU, seconds).
-# No new measurement starts after BUDGET seconds (default 180; a torch.compile row only with 60 s of
+# No new measurement starts after BUDGET seconds (default 165; a torch.compile row only with 60 s of
 # it left): on an H200 the whole run, start-up included, stays under 4 minutes. cuDNN's autotuner
 # is off (real galleries change the RoI count every call); EXTRA="--cudnn-benchmark" turns it on.
 #
@@ -17,7 +17,7 @@
 #   bash tools/gpu_bench.sh             # THERE (device run, carry .gpu_bench), or anywhere with
 #                                       # detectron2 importable
 # Environment: OUT (default output/gpu_bench), DEVICE (cuda), SIZE (900x1500), BATCHES ("1 8 16
-# 32"), PRECISIONS ("bfloat16 float32"), BUDGET (180), MODELS ("r50" or "synthetic": the R10
+# 32"), PRECISIONS ("bfloat16 float32"), BUDGET (165), MODELS ("r50" or "synthetic": the R10
 # configs, for a CPU dry run), PY (python3), EXTRA (more throughput flags).
 # CPU dry run (minutes):
 #   DEVICE=cpu SIZE=128x192 MODELS=synthetic BATCHES="1 2" BUDGET=60 bash tools/gpu_bench.sh
@@ -55,7 +55,7 @@ DEVICE="${DEVICE:-cuda}"
 SIZE="${SIZE:-900x1500}"
 BATCHES="${BATCHES:-1 8 16 32}"
 PRECISIONS="${PRECISIONS:-bfloat16 float32}"
-BUDGET="${BUDGET:-180}"
+BUDGET="${BUDGET:-165}"
 mkdir -p "$OUT"
 if [ -d "$ROOT/.gpu_bench/site" ]; then
     export PYTHONPATH="$ROOT/.gpu_bench/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
