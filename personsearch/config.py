@@ -27,6 +27,7 @@ def add_personsearch_config(cfg: CN) -> CN:
     _add_ugas_config(cfg)
     _add_solver_config(cfg)
     _add_search_test_config(cfg)
+    _add_test_optimize_config(cfg)
     return cfg
 
 
@@ -369,3 +370,22 @@ def get_person_search_cfg(config_file: str = "", opts=()) -> CN:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     return cfg
+
+
+def _add_test_optimize_config(cfg: CN) -> None:
+    # Inference-only optimisations that PersonSearchPredictor and tools/benchmark.py apply to the
+    # built model after loading its weights (personsearch/modeling/inference_optimization.py);
+    # training and the trainer's evaluation never use them. Each computes the same function up to
+    # float rounding (tolerances in MODEL_ZOO.md, "Speed").
+    cfg.TEST.OPTIMIZE = CN()
+    # Fold every BatchNorm that follows a convolution or linear layer into that layer (one pass
+    # over each feature map less). The folded model refuses to train.
+    cfg.TEST.OPTIMIZE.FOLD_BATCHNORM = True
+    # Weights and feature maps in channels_last (NHWC) order: "on", "off", or "auto" = on for the
+    # CPU (oneDNN; measured faster, MODEL_ZOO.md) and on a GPU under TEST.AMP (tensor cores), off
+    # for a GPU in float32.
+    cfg.TEST.OPTIMIZE.CHANNELS_LAST = "auto"
+    # torch.compile the fixed-shape parts (backbone, res5 RoI heads); proposal generation, NMS
+    # and post-processing stay eager. The first calls of every new input shape compile (seconds
+    # to minutes); for long runs on a GPU.
+    cfg.TEST.OPTIMIZE.COMPILE = False

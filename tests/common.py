@@ -45,6 +45,26 @@ TINY_MODEL_OPTS = [
 ]  # fmt: skip
 
 
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> int:
+    """Give every BatchNorm of ``model`` non-trivial running statistics and affine parameters (a
+    fresh BatchNorm is nearly the identity, which hides mistakes in code that rewrites it, such as
+    BatchNorm folding); returns how many there are."""
+    from detectron2.layers import FrozenBatchNorm2d
+
+    g = torch.Generator().manual_seed(seed)
+    count = 0
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)):
+                c = m.running_mean.numel()
+                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
+                m.weight.copy_(0.5 + torch.rand(c, generator=g))
+                m.bias.copy_(0.2 * torch.randn(c, generator=g))
+                count += 1
+    return count
+
+
 def tiny_synthetic_splits(root: str, prefix: str) -> dict:
     """Generate a 6 + 6 image synthetic set under ``root`` and register its splits as
     ``{prefix}_train`` / ``{prefix}_test`` (re-registered if a name exists).

@@ -13,7 +13,7 @@ Subcommands:
     train         seconds per training iteration (forward, backward, optimizer step) of a config's
                   model on a few cached batches of its training set, and peak memory.
     inference     seconds per test image (detections + embeddings, and the query embeddings) of a
-                  config's model on its first test split, and peak memory.
+                  config's model on its first test split (with TEST.OPTIMIZE), and peak memory.
     search-index  time the exact top-k search of tools/search.py on a random index of N float16
                   embeddings (default 1,000,000, D=256) for 1 query and a batch of queries;
                   --faiss also times FAISS IndexFlatIP and checks it returns the same hits.
@@ -336,11 +336,17 @@ def run_inference(args: argparse.Namespace) -> Dict:
     import torch
 
     from personsearch.benchmark.timing import timed_runs
+    from personsearch.modeling.inference_optimization import (
+        InferenceOptions,
+        optimize_for_inference,
+    )
 
     cfg, model, trainer_cls, cuda = _model_setup(args)
     if not cfg.DATASETS.TEST:
         raise SystemExit("benchmark inference: the config has no DATASETS.TEST split.")
     model.eval()
+    # the inference fast path of the predictor (TEST.OPTIMIZE)
+    optimizations = optimize_for_inference(model, InferenceOptions.from_config(cfg))
     loader = trainer_cls.build_test_loader(cfg, cfg.DATASETS.TEST[0])
     inputs = list(itertools.islice(loader, args.warmup + args.images))
     if len(inputs) < args.warmup + 1:
@@ -351,7 +357,8 @@ def run_inference(args: argparse.Namespace) -> Dict:
             model(inputs[i])
 
     seconds = timed_runs(step, len(inputs) - args.warmup, args.warmup, cuda, "test images")
-    return _report("inference", "image", seconds, cuda, args, {"dataset": cfg.DATASETS.TEST[0]})
+    extra = {"dataset": cfg.DATASETS.TEST[0], "optimizations": optimizations}
+    return _report("inference", "image", seconds, cuda, args, extra)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -452,6 +459,14 @@ and peak memory, always with the plain detectron2 Faster R-CNN C4 detector of th
 input size and proposal counts (the "x plain" ratios), optionally with the official SeqNet / NAE /
 NAE+ code (--official). Each measurement runs in a fresh process (CPU memory is its own peak RSS).
 
+--batch N [N ...] measures gallery inference with N images per call (one row per value; images/s
+and MFU columns: model FLOPs per image x images/s over the device's measured matrix-product rate).
+Our models and the plain detectors run with the configs' TEST.OPTIMIZE (BatchNorm folding,
+channels_last; --no-optimize: today's unoptimised path). --interleave prepares the models of a
+size, precision and batch together (one process each) and alternates their timed calls in rounds,
+so that a shared machine's changing load hits all alike; CPU time per call is reported beside the
+wall time.
+
 Forced mode (default; --no-force turns it off): without trained weights a model starts from random
 weights with its BatchNorm statistics calibrated on the benchmark images, and the RoI score
 threshold is 0 and NMS 1.0, so that every head processes the RPN's full top-k (300 boxes per image
@@ -467,7 +482,9 @@ _COMPARE_LIST_VALUES = {
     "configs": r".+\.ya?ml(=.*)?",
     "size": r"\d+[xX]\d+",
     "official": r"(seqnet|nae\+?)=.*",
+    "official_weights": r"(seqnet|nae\+?)=.*",
     "measure": r"inference|query|train",
+    "batch": r"-?\d+",
 }
 
 
@@ -521,10 +538,38 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         help="official code to measure too: seqnet=/path/to/SeqNet nae=/path/to/NAE4PS "
         "nae+=/path/to/NAE4PS",
     )
+    # official-layout weights for the official models (tools/benchmark.py official-weights)
+    parser.add_argument(
+        "--official-weights",
+        nargs="+",
+        default=[],
+        metavar="NAME=FILE",
+        help="weights for the official models instead of calibrated random ones: seqnet=FILE",
+    )
     # measure in this process (tests; CPU peak memory then includes earlier measurements)
     parser.add_argument(
         "--no-subprocess", action="store_true", help="run the measurements in this process"
     )
+    # images per inference call (one row per value; query and training use the first)
+    parser.add_argument(
+        "--batch", nargs="+", default=["1"], metavar="N", help="images per inference call"
+    )
+    # alternate the timed inference/query calls of the models in rounds (a shared machine)
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="prepare the models of a size/precision/batch together and alternate their calls",
+    )
+    # measure today's unoptimised path: no BatchNorm folding, no channels_last (TEST.OPTIMIZE)
+    parser.add_argument(
+        "--no-optimize", action="store_true", help="no TEST.OPTIMIZE inference optimisations"
+    )
+    # the device's rate for the MFU column (default: a large matrix product measured first)
+    parser.add_argument(
+        "--peak-tflops", type=float, default=0.0, help="device TFLOP/s for MFU (default: measured)"
+    )
+    # skip the FLOP count (and the MFU column)
+    parser.add_argument("--no-flops", action="store_true", help="do not count model FLOPs")
     # torch intra-op threads of the measurements (0: torch's default, one per core)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     # seed of the benchmark image, boxes, targets and random weights
@@ -549,7 +594,8 @@ def _split_compare_lists(args: argparse.Namespace) -> None:
         for i, v in enumerate(values):
             if not re.fullmatch(pattern, v):
                 if i == 0:
-                    raise SystemExit(f"benchmark compare: bad --{name} value {v!r}")
+                    flag = name.replace("_", "-")
+                    raise SystemExit(f"benchmark compare: bad --{flag} value {v!r}")
                 moved += values[i:]
                 setattr(args, name, values[:i])
                 break
@@ -580,6 +626,7 @@ def run_compare(args: argparse.Namespace) -> Dict:
     for item in args.official:
         impl, _, path = item.partition("=")
         official[impl] = path
+    official_weights = dict(item.partition("=")[::2] for item in args.official_weights)
     settings = CompareSettings(
         configs=configs,
         opts=list(args.opts),
@@ -597,6 +644,12 @@ def run_compare(args: argparse.Namespace) -> Dict:
         official=official,
         subprocess=not args.no_subprocess,
         threads=args.threads,
+        batches=[int(b) for b in args.batch],
+        interleave=args.interleave,
+        optimize=not args.no_optimize,
+        peak_tflops=args.peak_tflops,
+        flops=not args.no_flops,
+        official_weights=official_weights,
         configs_root=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                   "configs"),  # fmt: skip
     )
@@ -627,6 +680,316 @@ def run_compare(args: argparse.Namespace) -> Dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------
+# throughput: batched inference sweep in one process (the GPU script)
+# ------------------------------------------------------------------------------------------------
+THROUGHPUT_DESCRIPTION = """\
+Images/s and model FLOPs utilisation of several models at several batch sizes, precisions and
+channels_last settings, in one process and inside a time budget (tools/gpu_bench.sh runs it on a
+GPU). Each model is built and calibrated once per precision (forced mode: random weights, every
+head processes the RPN's full top-k), its FLOPs per image counted once; the optimised variants
+(TEST.OPTIMIZE: BatchNorm folded, channels_last on/off) are copies of it. The JSON and markdown
+outputs are rewritten after every row, so a run cut short keeps what it measured.
+
+    python tools/benchmark.py throughput --models configs/UGAS_R50.yaml configs/NAE_R50.yaml \\
+        --size 900x1500 --batch 1 8 16 32 --precision bfloat16 float32 --out OUT MODEL.DEVICE cuda
+"""
+
+
+def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = THROUGHPUT_DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    # yaml configs; plain:CONFIG is the plain Faster R-CNN C4 detector of CONFIG
+    parser.add_argument("--models", nargs="+", required=True, metavar="CONFIG")
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    # images per call, one row each
+    parser.add_argument("--batch", nargs="+", default=["1", "8", "16", "32"], metavar="N")
+    # precisions, in the order they are measured
+    parser.add_argument("--precision", nargs="+", default=["bfloat16", "float32"])
+    # channels_last variants (BatchNorm is always folded); the first is measured first
+    parser.add_argument("--channels-last", nargs="+", default=["on", "off"], metavar="on|off")
+    parser.add_argument("--runs", type=int, default=3, help="timed calls per row")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
+    # no new measurement starts after this many seconds
+    parser.add_argument("--budget", type=float, default=220.0, help="seconds")
+    # skip the unoptimised batch-1 rows ("today")
+    parser.add_argument("--no-today", action="store_true")
+    # models whose unoptimised batch-1 float32 call is profiled (kernel table)
+    parser.add_argument("--profile", nargs="*", default=[], metavar="CONFIG")
+    # count the host synchronisations of one call at this batch (CUDA; 0: no)
+    parser.add_argument("--sync-batch", type=int, default=0)
+    # one torch.compile row per model at this batch after everything else (0: none)
+    parser.add_argument("--compile-batch", type=int, default=0)
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="device TFLOP/s for MFU")
+    # cuDNN's autotuner (off: real galleries change the RoI count, hence the shapes, every call)
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuner on")
+    # A=B: tabulate the time ratio of model A over model B (e.g. UGAS over SeqNet)
+    parser.add_argument("--pairs", nargs="*", default=[], metavar="A=B")
+    parser.add_argument("--calib-images", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    # output folder: throughput.json and throughput.md
+    parser.add_argument("--out", default="", help="output folder")
+    # config overrides for every model, e.g. MODEL.DEVICE cuda
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def run_throughput(args: argparse.Namespace) -> Dict:
+    import os
+    import re
+
+    import torch
+
+    from personsearch.benchmark.inputs import parse_size
+    from personsearch.benchmark.models import PRECISIONS
+    from personsearch.benchmark.throughput import PLAIN_PREFIX, ThroughputRun, ThroughputSettings
+
+    def fail(message):
+        raise SystemExit(f"benchmark throughput: {message}")
+
+    # KEY VALUE overrides swallowed by a list option move to the overrides
+    moved = []
+    yaml = r".+\.ya?ml"
+    for name, pattern in (("batch", r"\d+"), ("precision", r"float32|bfloat16|float16"),
+                          ("channels_last", r"on|off"), ("models", yaml), ("profile", yaml),
+                          ("pairs", yaml + "=" + yaml)):  # fmt: skip
+        values = getattr(args, name)
+        for i, v in enumerate(values):
+            if not re.fullmatch(pattern, v.replace(PLAIN_PREFIX, "", 1)):
+                if i == 0 and name not in ("profile", "pairs"):
+                    fail(f"bad --{name.replace('_', '-')} value {v!r}")
+                moved += values[i:]
+                setattr(args, name, values[:i])
+                break
+    opts = moved + list(args.opts)
+    if len(opts) % 2:
+        fail(f"config overrides come in KEY VALUE pairs; got {opts}")
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        fail(str(e))
+    batches = [int(b) for b in args.batch]
+    if min(batches) < 1:
+        fail(f"--batch values must be >= 1, got {batches}")
+    for p in args.precision:
+        if p not in PRECISIONS:
+            fail(f"--precision must be among {PRECISIONS}, got {p!r}")
+    for m in args.models + args.profile:
+        path = m[len(PLAIN_PREFIX) :] if m.startswith(PLAIN_PREFIX) else m
+        if not os.path.isfile(path):
+            fail(f"config file not found: {path!r}")
+    if args.runs < 1 or args.warmup < 0:
+        fail(f"--runs must be >= 1 and --warmup >= 0, got {args.runs} and {args.warmup}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    settings = ThroughputSettings(
+        models=list(args.models),
+        height=h,
+        width=w,
+        batches=batches,
+        precisions=list(args.precision),
+        layouts=list(args.channels_last),
+        runs=args.runs,
+        warmup=args.warmup,
+        budget_s=args.budget,
+        opts=opts,
+        out_dir=args.out,
+        today=not args.no_today,
+        profile=list(args.profile),
+        sync_batch=args.sync_batch,
+        compile_batch=args.compile_batch,
+        peak_tflops=args.peak_tflops,
+        calib_images=args.calib_images,
+        seed=args.seed,
+        pairs=[tuple(p.split("=", 1)) for p in args.pairs],
+        cudnn_benchmark=args.cudnn_benchmark,
+    )
+    try:
+        run = ThroughputRun(settings)
+        run.run()
+    except AssertionError as e:  # yacs: an unknown key
+        fail(str(e))
+    print()
+    print(run.markdown())
+    return {"rows": run.rows, "extras": run.extras, "peaks": run.peaks, "markdown": run.markdown()}
+
+
+# ------------------------------------------------------------------------------------------------
+# optimize-check / flops: what the inference optimisations change; FLOPs per image
+# ------------------------------------------------------------------------------------------------
+def add_optimize_check_arguments(parser: argparse.ArgumentParser) -> None:
+    # a personsearch config, optionally with trained weights (CONFIG=WEIGHTS); without weights
+    # the model has random weights, calibrated BatchNorm and forced thresholds
+    parser.add_argument("--config", required=True, metavar="CONFIG[=WEIGHTS]")
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    parser.add_argument("--queries", type=int, default=5, help="query boxes embedded")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    # an override of the optimised run only, repeatable: --fast TEST.AMP.ENABLED=True
+    parser.add_argument("--fast", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", dest="json_out", default="")
+    # overrides of both runs, e.g. MODEL.DEVICE cpu
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def _config_and_weights(text: str, command: str):
+    import os
+
+    config, _, weights = text.partition("=")
+    if not os.path.isfile(config):
+        raise SystemExit(f"benchmark {command}: config file not found: {config!r}")
+    if weights and not os.path.isfile(weights):
+        raise SystemExit(f"benchmark {command}: weights file not found: {weights!r}")
+    return config, weights
+
+
+def run_optimize_check(args: argparse.Namespace) -> Dict:
+    import torch
+
+    from personsearch.benchmark.inputs import BenchmarkInputs, parse_size
+    from personsearch.benchmark.tolerance import format_differences, output_differences
+
+    config, weights = _config_and_weights(args.config, "optimize-check")
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        raise SystemExit(f"benchmark optimize-check: {e}") from None
+    if len(args.opts) % 2:
+        raise SystemExit(f"benchmark optimize-check: config overrides come in KEY VALUE pairs; "
+                         f"got {args.opts}")  # fmt: skip
+    fast_opts = []
+    for item in args.fast:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"benchmark optimize-check: --fast takes KEY=VALUE, got {item!r}")
+        fast_opts += [key, value]
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    inputs = BenchmarkInputs(height=h, width=w, seed=args.seed, num_queries=args.queries,
+                             calib_images=1)  # fmt: skip
+    try:
+        out = output_differences(config, weights, inputs, args.opts, fast_opts)
+    except (AssertionError, KeyError, ValueError) as e:  # yacs: unknown keys, bad values
+        raise SystemExit(f"benchmark optimize-check: {e}") from None
+    print("\n".join(format_differences(out)))
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), **out}, f, indent=2, default=str)
+    return out
+
+
+def add_flops_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configs", nargs="+", required=True, metavar="CONFIG")
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    # also the plain detector of the first config
+    parser.add_argument("--plain", action="store_true", help="add the plain detector")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--json", dest="json_out", default="")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+
+def run_flops(args: argparse.Namespace) -> Dict:
+    """GFLOP per image (forced mode: the full top-k through every head) by operator."""
+    import torch
+
+    from personsearch.benchmark.inputs import BenchmarkInputs, parse_size
+    from personsearch.benchmark.measure import InferenceSession
+    from personsearch.benchmark.models import model_cfg, plain_detector_cfg
+
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        raise SystemExit(f"benchmark flops: {e}") from None
+    configs = [_config_and_weights(c, "flops")[0] for c in args.configs]
+    if len(args.opts) % 2:
+        raise SystemExit(f"benchmark flops: config overrides come in KEY VALUE pairs; got "
+                         f"{args.opts}")  # fmt: skip
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    inputs = BenchmarkInputs(height=h, width=w, calib_images=1)
+    jobs = [(c, model_cfg(c, args.opts)) for c in configs]
+    if args.plain:
+        jobs.insert(0, ("plain detector", plain_detector_cfg(jobs[0][1])))
+    out = {}
+    for name, cfg in jobs:
+        session = InferenceSession(cfg, inputs, True)
+        counts = session.count_flops()
+        session.close()
+        out[name] = counts
+        ops = ", ".join(f"{k} {v:.1f}" for k, v in sorted(counts["gflop_by_op"].items()))
+        print(f"{name}: {counts['gflop_per_item']:.1f} GFLOP/image at {h}x{w} ({ops})")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), "gflop": out}, f, indent=2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# official-weights: the same weights for an official model and our converted one
+# ------------------------------------------------------------------------------------------------
+OFFICIAL_WEIGHTS_DESCRIPTION = """\
+Write the weights that make `compare --official` time the official code and our converted model
+on the same numbers: the official model with random weights, configured for --size (forced
+thresholds) and its BatchNorm statistics calibrated on the benchmark images (as compare does),
+saved in the official checkpoint layout, and converted (as tools/convert_checkpoint.py) for
+configs/official/<method>_R50.yaml. It prints the compare command that uses them.
+
+    python tools/benchmark.py official-weights --official seqnet=/path/to/SeqNet \\
+        --size 896x1504 --out output/benchmark/weights
+"""
+
+
+def add_official_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = OFFICIAL_WEIGHTS_DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    # the official clone: seqnet=PATH (nae=, nae+= likewise)
+    parser.add_argument("--official", required=True, metavar="NAME=PATH")
+    # the benchmark size the statistics are calibrated at
+    parser.add_argument("--size", default="900x1500", metavar="HxW")
+    # images of the BatchNorm calibration (the benchmark image is the first)
+    parser.add_argument("--calib-images", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    # the RPN's test top-k (the R50 configs' values)
+    parser.add_argument("--pre-nms-topk", type=int, default=6000)
+    parser.add_argument("--post-nms-topk", type=int, default=300)
+    # torch threads (0: torch's default)
+    parser.add_argument("--threads", type=int, default=0)
+    # output folder for official_<name>.pth and converted_<name>.pth
+    parser.add_argument("--out", required=True, help="output folder")
+
+
+def run_official_weights(args: argparse.Namespace) -> Dict:
+    import torch
+
+    from personsearch.benchmark.inputs import BenchmarkInputs, parse_size
+    from personsearch.benchmark.official_weights import write_official_weights
+
+    impl, _, path = args.official.partition("=")
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        raise SystemExit(f"benchmark official-weights: {e}") from None
+    if args.calib_images < 1:
+        raise SystemExit(f"benchmark official-weights: --calib-images must be >= 1, got "
+                         f"{args.calib_images}")  # fmt: skip
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    inputs = BenchmarkInputs(height=h, width=w, seed=args.seed, calib_images=args.calib_images)
+    try:
+        out = write_official_weights(
+            impl, path, inputs, args.out, args.pre_nms_topk, args.post_nms_topk
+        )
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"benchmark official-weights: {e}") from None
+    print(f"official weights:  {out['official']}")
+    print(f"converted weights: {out['converted']} (for {out['config']})")
+    print("compare them with:")
+    print(f"  python tools/benchmark.py compare --configs {out['config']}={out['converted']} "
+          f"--official {impl}={path} --official-weights {impl}={out['official']} "
+          f"--size {args.size} --interleave MODEL.DEVICE cpu")  # fmt: skip
+    return out
+
+
 # name -> (help, add_arguments, run)
 SUBCOMMANDS = {
     "search-eval": (
@@ -654,6 +1017,28 @@ SUBCOMMANDS = {
         "ms/image, ms/query, s/iter, memory",
         add_compare_arguments,
         run_compare,
+    ),
+    "throughput": (
+        "images/s and MFU of several models x batch sizes x precisions x layouts in one process "
+        "(the GPU script)",
+        add_throughput_arguments,
+        run_throughput,
+    ),
+    "optimize-check": (
+        "largest output differences between a model as built and with TEST.OPTIMIZE",
+        add_optimize_check_arguments,
+        run_optimize_check,
+    ),
+    "flops": (
+        "model GFLOP per image (forced mode) of configs, by operator",
+        add_flops_arguments,
+        run_flops,
+    ),
+    "official-weights": (
+        "calibrated official weights and their conversion, for compare --official on the same "
+        "numbers",
+        add_official_weights_arguments,
+        run_official_weights,
     ),
 }
 

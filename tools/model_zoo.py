@@ -378,10 +378,10 @@ def plot(groups: Dict[str, List[Tuple[str, str]]], results, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
     import numpy as np
-
-    import textwrap
 
     cols = min(3, len(groups))
     nrows = -(-len(groups) // cols)

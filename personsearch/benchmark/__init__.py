@@ -1,4 +1,5 @@
-"""Side-by-side speed and memory of person-search models (``tools/benchmark.py compare``).
+"""Side-by-side speed and memory of person-search models (``tools/benchmark.py compare``,
+``throughput``, ``official-weights``, ``optimize-check``, ``flops``).
 
 One component per file:
 
@@ -9,13 +10,22 @@ One component per file:
   (BatchNorm statistics calibrated on the benchmark images, RoI score threshold 0, NMS 1.0);
 * :mod:`.counting`: hooks that count the proposals, pooled RoIs and detections actually
   processed;
-* :mod:`.timing`: CUDA-synchronised timing, robust statistics, peak memory;
+* :mod:`.timing`: CUDA-synchronised timing (wall and CPU time), robust statistics, peak memory;
+* :mod:`.flops`: the model FLOPs of a call (``torch.utils.flop_counter``); :mod:`.peak`: the
+  device's FLOP rate (a measured matrix product, vendor peaks), the MFU denominator;
 * :mod:`.models`: building our models and the plain detectron2 Faster R-CNN C4 baseline that
   matches each of them;
 * :mod:`.measure`: inference, query-embedding and training-step measurements of our models;
 * :mod:`.official`: run-time adapters of the official SeqNet / NAE / NAE+ code (never vendored;
   what is patched and why is in its docstring), :mod:`.measure_official`: their measurements;
 * :mod:`.jobs`: one measurement as a JSON-able job, run in a fresh subprocess or in-process;
+* :mod:`.interleave`: several models' measurements in persistent processes, calls alternating in
+  rounds (``--interleave``);
+* :mod:`.throughput`: the batch x precision x layout sweep in one process (``throughput``, the GPU
+  script ``tools/gpu_bench.sh``);
+* :mod:`.official_weights`: the official model's calibrated weights and their conversion
+  (``official-weights``); :mod:`.tolerance`: output differences of ``TEST.OPTIMIZE``
+  (``optimize-check``);
 * :mod:`.worker`: the subprocess entry point (``python -m personsearch.benchmark.worker``);
 * :mod:`.report`: system description, rows with ratios to the plain detector, markdown table;
 * :mod:`.compare`: the whole comparison (validation, plan, runs, outputs).

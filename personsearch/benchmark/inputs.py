@@ -61,6 +61,8 @@ class BenchmarkInputs:
         gt_boxes: ground-truth people per training image.
         num_pids: person ids are drawn from ``[0, num_pids)`` (all labeled).
         calib_images: images of the BatchNorm calibration (the gallery image is the first).
+        batch: images per inference call (the gallery image first, then others of the same
+            size).
     """
 
     height: int
@@ -71,10 +73,18 @@ class BenchmarkInputs:
     gt_boxes: int = 5
     num_pids: int = 5532
     calib_images: int = 3
+    batch: int = 1
 
     def gallery_image(self) -> torch.Tensor:
         """The (3, H, W) uint8 image of the inference measurement."""
         return random_image(self.height, self.width, self.seed)
+
+    def gallery_images(self) -> List[torch.Tensor]:
+        """The ``batch`` images of one inference call: the gallery image, then others."""
+        return [self.gallery_image()] + [
+            random_image(self.height, self.width, self.seed + 3000 + i)
+            for i in range(max(0, self.batch - 1))
+        ]
 
     def calibration_images(self) -> List[torch.Tensor]:
         """The gallery image, then ``calib_images - 1`` more of the same size."""

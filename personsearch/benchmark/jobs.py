@@ -38,6 +38,7 @@ class Job:
         official: for "official": ``{"impl", "path", "device", "pre_nms_topk", "post_nms_topk",
             "detections"}``.
         threads: torch intra-op threads (0: torch's default).
+        flops: count the model FLOPs of an inference or query call (one warm-up call).
     """
 
     kind: str
@@ -53,6 +54,7 @@ class Job:
     weights: str = ""
     official: Dict = field(default_factory=dict)
     threads: int = 0
+    flops: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -80,18 +82,15 @@ def run_job(job: Job) -> Dict:
     return result
 
 
-def _dispatch(job: Job) -> Dict:
+def _check(job: Job) -> None:
     if job.kind not in KINDS:
         raise ValueError(f"unknown job kind {job.kind!r}")
     if job.measure not in MEASURES:
         raise ValueError(f"unknown measurement {job.measure!r}")
-    inputs = BenchmarkInputs(**job.inputs)
-    if job.kind == "official":
-        from .measure_official import measure_official
 
-        spec = dict(job.official, precision=job.precision)
-        return measure_official(spec, job.measure, inputs, job.runs, job.warmup)
-    from .measure import MEASUREMENTS
+
+def _config(job: Job):
+    """The config a job of ours or of the plain detector runs, its forced flag and weights."""
     from .models import check_device, model_cfg, plain_detector_cfg
 
     cfg = model_cfg(job.config_file, job.opts, job.weights, job.force, job.precision)
@@ -100,8 +99,39 @@ def _dispatch(job: Job) -> Dict:
     check_device(cfg, job.config_file)
     force = job.force or job.kind == "plain"
     # the weights the model loads: given, or (--no-force) those of the config; "" = random
-    weights = cfg.MODEL.WEIGHTS
-    return MEASUREMENTS[job.measure](cfg, inputs, job.runs, job.warmup, force, weights)
+    return cfg, force, cfg.MODEL.WEIGHTS
+
+
+def _dispatch(job: Job) -> Dict:
+    _check(job)
+    inputs = BenchmarkInputs(**job.inputs)
+    if job.kind == "official":
+        from .measure_official import measure_official
+
+        spec = dict(job.official, precision=job.precision)
+        return measure_official(spec, job.measure, inputs, job.runs, job.warmup, job.flops)
+    from .measure import MEASUREMENTS
+
+    cfg, force, weights = _config(job)
+    extra = {} if job.measure == "train" else {"flops": job.flops}
+    return MEASUREMENTS[job.measure](cfg, inputs, job.runs, job.warmup, force, weights, **extra)
+
+
+def open_session(job: Job):
+    """The prepared :class:`~.measure.Session` of an inference or query job (for interleaved
+    runs, :mod:`.interleave`)."""
+    _check(job)
+    inputs = BenchmarkInputs(**job.inputs)
+    if job.kind == "official":
+        from .measure_official import OfficialSession
+
+        return OfficialSession(dict(job.official, precision=job.precision), job.measure, inputs)
+    from .measure import SESSIONS
+
+    if job.measure not in SESSIONS:
+        raise ValueError(f"the {job.measure!r} measurement cannot run interleaved")
+    cfg, force, weights = _config(job)
+    return SESSIONS[job.measure](cfg, inputs, force, weights)
 
 
 def run_job_in_subprocess(job: Job, python: Optional[str] = None, cwd: str = "") -> Dict:

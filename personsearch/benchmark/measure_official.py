@@ -1,7 +1,7 @@
 """The inference, query and training measurements of an official implementation, on the same
 inputs and in the same way as :mod:`.measure` (adapters and their patches: :mod:`.official`)."""
 
-from typing import Dict
+from typing import Dict, List
 
 import torch
 
@@ -11,6 +11,7 @@ from . import official
 from .counting import WorkCounter
 from .forcing import calibrate_batchnorm
 from .inputs import BenchmarkInputs
+from .measure import Session, run_session
 from .timing import measured_runs
 
 
@@ -25,7 +26,15 @@ def _float_image(image: torch.Tensor, device) -> torch.Tensor:
     return (image.float() / 255.0).to(device)
 
 
-def _prepare_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
+def prepare_official_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
+    """The official model in eval mode, configured for the benchmark (:func:`official.configure`),
+    with the weights of ``spec["weights"]`` (an official-layout checkpoint, e.g. from
+    :func:`~.official_weights.write_official_weights`) or, without, random weights whose
+    BatchNorm statistics are calibrated on the benchmark images.
+
+    Returns:
+        ``(model, info)``.
+    """
     impl = spec["impl"]
     torch.manual_seed(inputs.seed)
     model = official.build_official(impl, spec["path"], training=False).to(device)
@@ -37,6 +46,13 @@ def _prepare_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
         spec["post_nms_topk"],
         spec["detections"],
     )
+    info = {"official_settings": settings, "notes": official.notes(impl)}
+    if spec.get("weights"):
+        state = torch.load(spec["weights"], map_location=device, weights_only=True)
+        model.load_state_dict(state.get("model", state))
+        model.eval()
+        info.update(mode="forced+weights", bn_calibrated=0, bn_frozen=0)
+        return model, info
     q = inputs.calibration_query_boxes().to(device)
     passes = []
     for img in inputs.calibration_images():
@@ -49,18 +65,57 @@ def _prepare_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
 
         passes.append(run)
     bn = calibrate_batchnorm(model, passes)
-    info = {
-        "mode": "forced",
-        "bn_calibrated": bn["calibrated"],
-        "bn_frozen": bn["frozen"],
-        "official_settings": settings,
-        "notes": official.notes(impl),
-    }
+    info.update(mode="forced", bn_calibrated=bn["calibrated"], bn_frozen=bn["frozen"])
     return model, info
 
 
+class OfficialSession(Session):
+    """Inference (``inputs.batch`` images per call) or query measurement of an official model."""
+
+    def __init__(self, spec: Dict, measure: str, inputs: BenchmarkInputs):
+        if measure not in ("inference", "query"):
+            raise ValueError(f"unknown measurement {measure!r}")
+        self.spec, self.measure = spec, measure
+        self.impl = spec["impl"]
+        self.device = torch.device(spec["device"])
+        self.cuda = self.device.type == "cuda"
+        self.model, self.info = prepare_official_eval(spec, inputs, self.device)
+        self.counter = WorkCounter(self.model.rpn, self.model.roi_heads.box_roi_pool)
+        self.counts: List[int] = []
+        if measure == "inference":
+            self.images = [_float_image(img, self.device) for img in inputs.gallery_images()]
+            self.items_per_call = len(self.images)
+        else:
+            self.image = _float_image(inputs.gallery_image(), self.device)
+            self.boxes = inputs.query_boxes().to(self.device)
+            self.items_per_call = len(self.boxes)
+
+    def step(self) -> None:
+        self.counter.start_call()
+        with self.grad_mode(), _amp(self.spec["precision"], self.device):
+            if self.measure == "inference":
+                out = official.gallery(self.impl, self.model, self.images)
+                self.counts.append(len(out[0]["boxes"]))
+            else:
+                self.counts.append(len(official.query(self.impl, self.model, self.image,
+                                                      self.boxes)))  # fmt: skip
+
+    def result(self) -> Dict:
+        if self.measure == "query":
+            return {"rois_per_call": self.counter.rois[-1] if self.counter.rois else None}
+        return {
+            "detections_per_image": self.counts[-1] if self.counts else None,
+            "expected_detections": self.spec["detections"],
+            "images_per_call": self.items_per_call,
+            **self.counter.per_image(self.items_per_call),
+        }
+
+    def close(self) -> None:
+        self.counter.remove()
+
+
 def measure_official(
-    spec: Dict, measure: str, inputs: BenchmarkInputs, runs: int, warmup: int
+    spec: Dict, measure: str, inputs: BenchmarkInputs, runs: int, warmup: int, flops: bool = True
 ) -> Dict:
     """One measurement of an official model.
 
@@ -69,48 +124,12 @@ def measure_official(
             "pre_nms_topk", "post_nms_topk", "detections"}``.
         measure: "inference", "query" or "train".
         inputs, runs, warmup: as for our models.
+        flops: count the model FLOPs of a call (inference and query).
     """
-    impl = spec["impl"]
     device = torch.device(spec["device"])
-    cuda = device.type == "cuda"
     if measure == "train":
         return _measure_train(spec, inputs, runs, warmup, device)
-    model, info = _prepare_eval(spec, inputs, device)
-    image = _float_image(inputs.gallery_image(), device)
-    counter = WorkCounter(model.rpn, model.roi_heads.box_roi_pool)
-    counts = []
-    if measure == "inference":
-
-        @torch.no_grad()
-        def step(i):
-            counter.start_call()
-            with _amp(spec["precision"], device):
-                counts.append(len(official.gallery(impl, model, image)[0]["boxes"]))
-
-        items = 1
-    elif measure == "query":
-        boxes = inputs.query_boxes().to(device)
-
-        @torch.no_grad()
-        def step(i):
-            counter.start_call()
-            with _amp(spec["precision"], device):
-                counts.append(len(official.query(impl, model, image, boxes)))
-
-        items = len(boxes)
-    else:
-        raise ValueError(f"unknown measurement {measure!r}")
-    out = {**info, **measured_runs(step, runs, warmup, cuda, items_per_call=items)}
-    counter.remove()
-    if measure == "inference":
-        out.update(
-            detections_per_image=counts[-1] if counts else None,
-            expected_detections=spec["detections"],
-            **counter.per_image(1),
-        )
-    else:
-        out["rois_per_call"] = counter.rois[-1] if counter.rois else None
-    return out
+    return run_session(OfficialSession(spec, measure, inputs), runs, warmup, flops)
 
 
 def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, device) -> Dict:

@@ -212,9 +212,9 @@ def configure(
     }
 
 
-def gallery(impl: str, model: nn.Module, image: torch.Tensor) -> List[Dict]:
-    """Detections of one (3, H, W) float image in [0, 1]."""
-    return model([image])
+def gallery(impl: str, model: nn.Module, images) -> List[Dict]:
+    """Detections of one (3, H, W) float image in [0, 1], or of a list of them (one call)."""
+    return model(list(images) if isinstance(images, (list, tuple)) else [images])
 
 
 def query(impl: str, model: nn.Module, image: torch.Tensor, boxes: torch.Tensor):

@@ -59,7 +59,27 @@ def _ms(stats: Dict, key: str, per: int = 1) -> Optional[float]:
     return 1000.0 * stats[key] / per if stats and key in stats else None
 
 
-def _measurement_summary(measure: str, result: Dict) -> Dict:
+def _mfu(result: Dict, per: int, peak: Optional[Dict], cuda: bool) -> Optional[float]:
+    """Model FLOPs utilisation of an inference or query measurement: FLOPs per item times items
+    per second, over the device's rate (``peak``, :func:`~.peak.device_peak`). On the CPU both
+    rates are per CPU-second of the process (see :mod:`.peak`)."""
+    gflop = result.get("gflop_per_item")
+    if not gflop or not peak or not peak.get("flops_per_s"):
+        return None
+    if cuda:
+        seconds = (result.get("stats") or {}).get("median")
+        threads = 1
+    else:
+        seconds = (result.get("cpu_stats") or {}).get("median")
+        threads = max(1, int(result.get("threads") or 1))
+    if not seconds:
+        return None
+    return gflop * 1e9 * per * threads / seconds / peak["flops_per_s"]
+
+
+def _measurement_summary(
+    measure: str, result: Dict, peak: Optional[Dict] = None, cuda: bool = False
+) -> Dict:
     """The numbers of one measurement that go into a row."""
     stats = result.get("stats") or {}
     per = max(1, int(result.get("items_per_call") or 1))
@@ -67,6 +87,7 @@ def _measurement_summary(measure: str, result: Dict) -> Dict:
         "runs": stats.get("runs", 0),
         "peak_memory_mb": result.get("peak_memory_mb"),
         "setup_peak_memory_mb": result.get("setup_peak_memory_mb"),
+        "interleaved": bool(result.get("interleaved")),
     }
     if measure == "train":
         base.update({f"s_{k}": stats.get(k) for k in ("median", "min", "max", "q1", "q3")})
@@ -74,33 +95,46 @@ def _measurement_summary(measure: str, result: Dict) -> Dict:
             base[k] = result.get(k)
         return base
     base.update({f"ms_{k}": _ms(stats, k, per) for k in ("median", "min", "max", "q1", "q3")})
+    base["cpu_ms_median"] = _ms(result.get("cpu_stats") or {}, "median", per)
+    base["gflop_per_item"] = result.get("gflop_per_item")
+    base["mfu"] = _mfu(result, per, peak, cuda)
     if measure == "query":
         base["queries"] = per
         base["rois_per_call"] = result.get("rois_per_call")
     else:
+        base["batch"] = per
+        median = base["ms_median"]
+        base["images_per_s"] = 1000.0 / median if median else None
         for k in ("proposals_per_image", "rois_per_image", "detections_per_image"):
             base[k] = result.get(k)
         base["expected_detections"] = result.get("expected_detections")
+        base["optimizations"] = result.get("optimizations")
     return base
 
 
-def build_rows(entries: List[Dict]) -> List[Dict]:
+def build_rows(
+    entries: List[Dict], peaks: Optional[Dict[str, Dict]] = None, cuda: bool = False
+) -> List[Dict]:
     """Rows of the table from the measurements.
 
     Args:
         entries: one per measurement: ``{"name", "kind", "size" ("HxW"), "precision",
-            "measure", "plain" (the name of the matching plain-detector row, or None),
-            "result"}``.
+            "batch" (images per inference call, default 1), "measure", "plain" (the name of the
+            matching plain-detector row, or None), "result"}``.
+        peaks: per precision, the device's rate (:func:`~.peak.device_peak`) for the MFU column.
+        cuda: the measurements ran on a GPU (MFU from wall time; else from CPU time).
 
     Returns:
-        One dict per (model, size, precision), in the order the models first appear, with the
-        summaries ``inference`` / ``query`` / ``train`` (None if not measured), ``errors``,
+        One dict per (model, size, precision, batch), in the order the models first appear, with
+        the summaries ``inference`` / ``query`` / ``train`` (None if not measured), ``errors``,
         ``notes``, ``mode``, ``bn_calibrated`` and the ratios ``inference_ratio`` /
-        ``train_ratio`` to the plain detector of the same size and precision.
+        ``train_ratio`` to the plain detector of the same size, precision and batch.
     """
+    peaks = peaks or {}
     rows: Dict[tuple, Dict] = {}
     for e in entries:
-        key = (e["name"], e["size"], e["precision"])
+        batch = int(e.get("batch", 1))
+        key = (e["name"], e["size"], e["precision"], batch)
         row = rows.setdefault(
             key,
             {
@@ -108,6 +142,7 @@ def build_rows(entries: List[Dict]) -> List[Dict]:
                 "kind": e["kind"],
                 "size": e["size"],
                 "precision": e["precision"],
+                "batch": batch,
                 "plain": e.get("plain"),
                 "mode": None,
                 "inference": None,
@@ -128,9 +163,11 @@ def build_rows(entries: List[Dict]) -> List[Dict]:
         for note in result.get("notes", []):
             if note not in row["notes"]:
                 row["notes"].append(note)
-        row[e["measure"]] = _measurement_summary(e["measure"], result)
+        peak = peaks.get(e["precision"])
+        row[e["measure"]] = _measurement_summary(e["measure"], result, peak, cuda)
     for row in rows.values():
-        plain = rows.get((row["plain"], row["size"], row["precision"])) if row["plain"] else None
+        key = (row["plain"], row["size"], row["precision"], row["batch"])
+        plain = rows.get(key) if row["plain"] else None
         row["inference_ratio"] = _ratio(row, plain, "inference", "ms_median")
         row["train_ratio"] = _ratio(row, plain, "train", "s_median")
     return list(rows.values())
@@ -181,7 +218,45 @@ def _memory(row: Dict) -> str:
     return " / ".join("–" if v is None else f"{v:.0f}" for v in values)
 
 
-def markdown_table(rows: List[Dict], info: Dict, settings: Dict) -> str:
+def _per_s(m: Optional[Dict]) -> str:
+    return "–" if not m or m.get("images_per_s") is None else f"{m['images_per_s']:.2f}"
+
+
+def _gflop(m: Optional[Dict]) -> str:
+    return "–" if not m or m.get("gflop_per_item") is None else f"{m['gflop_per_item']:.0f}"
+
+
+def _percent(m: Optional[Dict]) -> str:
+    return "–" if not m or m.get("mfu") is None else f"{100 * m['mfu']:.1f} %"
+
+
+def _cpu_ms(m: Optional[Dict]) -> str:
+    return "–" if not m or m.get("cpu_ms_median") is None else f"{m['cpu_ms_median']:.1f}"
+
+
+def _peaks_line(peaks: Dict[str, Dict], cuda: bool) -> str:
+    if not peaks:
+        return ""
+    parts = []
+    for precision, p in peaks.items():
+        if not p or not p.get("flops_per_s"):
+            continue
+        text = f"{precision} ({p.get('arithmetic', precision)}) {p['flops_per_s'] / 1e12:.3g}"
+        text += " TFLOP/s " + ("given" if p.get("source") == "given" else "measured")
+        if p.get("spec"):
+            text += f" (vendor dense peak {p['spec'] / 1e12:.4g})"
+        parts.append(text)
+    clock = "wall time" if cuda else "CPU time of the process (per thread)"
+    return (
+        "MFU: model FLOPs per image (convolutions and matrix products, counted by "
+        "torch.utils.flop_counter) x images/s, divided by the rate of a large matrix product on "
+        f"the same device and precision, both in {clock}: " + "; ".join(parts) + "."
+    )
+
+
+def markdown_table(
+    rows: List[Dict], info: Dict, settings: Dict, peaks: Optional[Dict] = None
+) -> str:
     """The comparison as markdown: a header describing the machine and settings, the table, the
     legend of the modes and the notes of the rows."""
     cuda = str(info.get("device", "")).startswith("cuda")
@@ -192,8 +267,14 @@ def markdown_table(rows: List[Dict], info: Dict, settings: Dict) -> str:
         memory += " (in-process: includes every earlier measurement)"
     timing = (
         f"Timing: {settings.get('warmup')} warm-up + {settings.get('runs')} timed runs per "
-        f"measurement, median [min–max]{'; CUDA-synchronised' if cuda else ''}."
+        f"measurement, median [min–max]{'; CUDA-synchronised' if cuda else ''}"
     )
+    if settings.get("interleave"):
+        timing += (
+            ", interleaved (the models of a size/precision/batch prepared together, their timed "
+            "calls alternating in rounds)"
+        )
+    timing += "."
     if any(r.get("query") for r in rows):
         timing += f" Query: {settings.get('queries')} box(es) per call, ms per query."
     if any(r.get("train") for r in rows):
@@ -201,48 +282,71 @@ def markdown_table(rows: List[Dict], info: Dict, settings: Dict) -> str:
             f" Training: batch {settings.get('train_batch')} image(s), "
             f"{settings.get('gt_boxes')} random people per image."
         )
+    header = (
+        "| model | size | precision | batch | mode | ms/image | images/s | × plain | "
+        + ("" if cuda else "CPU ms/image | ")
+        + "GFLOP/image | MFU | ms/query | s/iter | × plain "
+        "| peak MiB (inference / query / train) | proposals / RoIs / detections per image |"
+    )
     lines = [
         f"Device: {info.get('device_name')} ({info.get('device')}); {info.get('cpus_available')} "
         f"CPUs available, {settings.get('threads') or info.get('torch_threads')} torch threads; "
         f"torch {info.get('torch')}, torchvision {info.get('torchvision')}, detectron2 "
         f"{info.get('detectron2')}; {info.get('date')}.",
         f"{timing} Memory: {memory}, MiB.",
-        "",
-        "| model | size | precision | mode | ms/image | × plain | ms/query | s/iter | × plain "
-        "| peak MiB (inference / query / train) | proposals / RoIs / detections per image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    peaks_line = _peaks_line(peaks or {}, cuda)
+    if peaks_line:
+        lines.append(peaks_line)
+    lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         errors = "; ".join(f"{k}: {v}" for k, v in r["errors"].items())
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    r["model"],
-                    r["size"],
-                    r["precision"],
-                    r["mode"] or "–",
-                    _spread(r["inference"], "ms_", 1),
-                    _ratio_text(r["inference_ratio"]),
-                    _spread(r["query"], "ms_", 2),
-                    _spread(r["train"], "s_", 3),
-                    _ratio_text(r["train_ratio"]),
-                    _memory(r),
-                    _counts(r) + (f" **error** {errors}" if errors else ""),
-                ]
-            )
-            + " |"
-        )
+        inf = r["inference"]
+        cells = [
+            r["model"],
+            r["size"],
+            r["precision"],
+            str(r.get("batch", 1)),
+            r["mode"] or "–",
+            _spread(inf, "ms_", 1),
+            _per_s(inf),
+            _ratio_text(r["inference_ratio"]),
+        ]
+        if not cuda:
+            cells.append(_cpu_ms(inf))
+        cells += [
+            _gflop(inf),
+            _percent(inf),
+            _spread(r["query"], "ms_", 2),
+            _spread(r["train"], "s_", 3),
+            _ratio_text(r["train_ratio"]),
+            _memory(r),
+            _counts(r) + (f" **error** {errors}" if errors else ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     modes = [m for m in MODE_LEGEND if any(r["mode"] == m for r in rows)]
     lines.append("")
     for m in modes:
         lines.append(f"- mode `{m}`: {MODE_LEGEND[m]}.")
     lines.append(
         "- × plain: time divided by the plain detectron2 Faster R-CNN C4 detector (same backbone, "
-        "input size, proposals and RoI sampling; no re-ID) of the same size and precision. "
-        "Proposals / RoIs: what the RPN returned and the boxes pooled by the RoI heads in every "
-        "stage (SeqNet pools twice); in training, per image after sampling."
+        "input size, proposals and RoI sampling; no re-ID) of the same size, precision and "
+        "batch. Proposals / RoIs: what the RPN returned and the boxes pooled by the RoI heads in "
+        "every stage (SeqNet pools twice); in training, per image after sampling."
     )
+    optimized = [
+        (r["model"], (r["inference"] or {}).get("optimizations"))
+        for r in rows
+        if (r["inference"] or {}).get("optimizations")
+    ]
+    if optimized:
+        on = sorted({o["channels_last"] for _, o in optimized})
+        folded = sum(1 for _, o in optimized if o["folded_batchnorm"])
+        lines.append(
+            f"- Inference optimisations (TEST.OPTIMIZE) on our models and the plain detector: "
+            f"BatchNorm folded in {folded} of {len(optimized)} rows, channels_last "
+            f"{'/'.join('on' if v else 'off' for v in on)}; the official code runs as it is."
+        )
     notes: Dict[str, List[str]] = {}
     for r in rows:
         for note in r["notes"]:

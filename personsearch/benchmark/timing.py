@@ -5,7 +5,7 @@ GPU)."""
 import resource
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -19,22 +19,39 @@ def timed_runs(
     On CUDA the device is synchronised before and after every call, so each time covers the
     kernels the call launched.
     """
-    seconds = []
+    return timed_calls(step, runs, warmup, cuda, desc)[0]
+
+
+def timed_call(step: Callable[[], object], cuda: bool) -> Tuple[float, float]:
+    """One call of ``step()``: ``(wall seconds, CPU seconds of this process)``, CUDA-synchronised
+    before and after. The CPU time (all threads of the process) hardly depends on what else runs
+    on the machine, the wall time does."""
+    if cuda:
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def timed_calls(
+    step: Callable[[int], object], runs: int, warmup: int, cuda: bool, desc: str = ""
+) -> Tuple[List[float], List[float]]:
+    """:func:`timed_runs` that also returns the CPU seconds of the timed calls:
+    ``(wall seconds, CPU seconds)``, one entry per timed call."""
+    seconds, cpu = [], []
     calls = range(warmup + runs)
     if desc:
         from tqdm import tqdm
 
         calls = tqdm(calls, desc=desc)
     for i in calls:
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        step(i)
-        if cuda:
-            torch.cuda.synchronize()
+        wall, used = timed_call(lambda: step(i), cuda)
         if i >= warmup:
-            seconds.append(time.perf_counter() - t0)
-    return seconds
+            seconds.append(wall)
+            cpu.append(used)
+    return seconds, cpu
 
 
 def measured_runs(
@@ -43,18 +60,32 @@ def measured_runs(
     """``timed_runs`` under a fresh memory peak: the timing and memory fields of a benchmark row.
 
     Returns:
-        ``seconds`` (the ``runs`` times), ``stats`` (their ``summarize``), ``items_per_call``,
+        ``seconds`` (the ``runs`` times), ``stats`` (their ``summarize``), ``cpu_seconds`` and
+        ``cpu_stats`` (the same for the CPU time of the process), ``items_per_call``,
         ``peak_memory_mb`` (during the runs) and ``setup_peak_memory_mb`` (before them: model
         building, inputs).
     """
     setup_mb = peak_memory_mb(cuda)
     reset_peak_memory(cuda)
-    seconds = timed_runs(step, runs, warmup, cuda)
+    seconds, cpu = timed_calls(step, runs, warmup, cuda)
+    return timing_fields(seconds, cpu, items_per_call, peak_memory_mb(cuda), setup_mb)
+
+
+def timing_fields(
+    seconds: List[float],
+    cpu_seconds: List[float],
+    items_per_call: int,
+    peak_mb: float,
+    setup_mb: float,
+) -> Dict:
+    """The timing and memory fields of a benchmark result (see :func:`measured_runs`)."""
     return {
         "seconds": seconds,
         "stats": summarize(seconds),
+        "cpu_seconds": cpu_seconds,
+        "cpu_stats": summarize(cpu_seconds),
         "items_per_call": items_per_call,
-        "peak_memory_mb": peak_memory_mb(cuda),
+        "peak_memory_mb": peak_mb,
         "setup_peak_memory_mb": setup_mb,
     }
 

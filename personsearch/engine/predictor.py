@@ -4,7 +4,8 @@ Modelled on detectron2's :class:`~detectron2.engine.DefaultPredictor` (same conv
 config's weights are loaded, images come in as ``cv2.imread`` BGR ``uint8`` arrays and are
 converted to ``cfg.INPUT.FORMAT``, the test resize ``INPUT.{MIN,MAX}_SIZE_TEST`` is applied) with
 what person search needs on top: the embeddings of given query boxes from the same backbone pass,
-a batched form, and clear errors for bad input.
+batches of images in one forward pass, the inference-only optimisations of ``TEST.OPTIMIZE``, and
+clear errors for bad input.
 
 Example::
 
@@ -14,6 +15,10 @@ Example::
     out["instances"].pred_boxes, out["instances"].scores, out["instances"].reid_feats
     out["query_feats"]                               # (1, D)
     predictor.embed(image, [[10, 20, 60, 180]])      # (1, D), no detection at all
+    outs = predictor.batch([image1, image2, ...])    # N images, one forward pass
+
+Throughput (a GPU): give :meth:`batch` 8-32 images per call; decode and resize in DataLoader
+workers with :attr:`preprocessor` (picklable) and pass its outputs to :meth:`run`.
 """
 
 import logging
@@ -22,106 +27,17 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
-from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
+from personsearch.modeling.inference_optimization import InferenceOptions, optimize_for_inference
+
 from .checkpointer import PersonSearchCheckpointer
+from .preprocessing import BOX_TOLERANCE, InferencePreprocessor, check_boxes, check_image
 
 __all__ = ["BOX_TOLERANCE", "PersonSearchPredictor", "check_boxes", "check_image"]
 
 logger = logging.getLogger(__name__)
-
-# How far (in pixels) a query box may extend beyond the image border and still be accepted: boxes
-# that touch the border (x2 == W) or cross it by rounding are fine, anything further is an error.
-BOX_TOLERANCE = 1.0
-
-
-def check_image(image: Any, name: str = "image") -> np.ndarray:
-    """Check that ``image`` is what ``cv2.imread`` returns: a non-empty (H, W, 3) uint8 array.
-
-    Args:
-        image: the candidate image.
-        name: how the error messages call the argument.
-
-    Returns:
-        ``image`` itself (unchanged).
-
-    Raises:
-        TypeError: not a numpy array, or not uint8.
-        ValueError: not (H, W, 3), or H or W is 0.
-    """
-    if not isinstance(image, np.ndarray):
-        raise TypeError(
-            f"{name}: expected a numpy array (H, W, 3) uint8 in BGR order as returned by "
-            f"cv2.imread, got {type(image).__name__}"
-        )
-    if image.dtype != np.uint8:
-        raise TypeError(
-            f"{name}: expected dtype uint8 (0..255, BGR, as cv2.imread returns), got {image.dtype}"
-        )
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"{name}: expected shape (H, W, 3) (a colour image, BGR), got {tuple(image.shape)}"
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{name}: the image is empty (shape {tuple(image.shape)})")
-    return image
-
-
-def check_boxes(boxes: Any, height: int, width: int, name: str = "query_boxes") -> np.ndarray:
-    """Check query boxes against the image they belong to.
-
-    Args:
-        boxes: (Q, 4) XYXY boxes in the image's pixels: a numpy array, a list of 4-lists, a tensor
-            or a :class:`~detectron2.structures.Boxes`. Q may be 0.
-        height, width: the image size.
-        name: how the error messages call the argument.
-
-    Returns:
-        (Q, 4) float64 array.
-
-    Raises:
-        ValueError: not (Q, 4); a coordinate that is NaN or infinite; a box of zero or negative
-            width or height; a box more than :data:`BOX_TOLERANCE` pixels outside the image.
-    """
-    if isinstance(boxes, Boxes):
-        boxes = boxes.tensor
-    if isinstance(boxes, torch.Tensor):
-        boxes = boxes.detach().cpu().numpy()
-    try:
-        arr = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: expected a (Q, 4) array of XYXY boxes: {e}") from e
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(
-            f"{name}: expected a (Q, 4) array of XYXY boxes [x1, y1, x2, y2], got shape "
-            f"{tuple(arr.shape)}"
-        )
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] = {arr[i].tolist()} has a NaN or infinite coordinate")
-    bad = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{name}[{i}] = {arr[i].tolist()} has zero or negative size (need x2 > x1 and y2 > y1)"
-        )
-    tol = BOX_TOLERANCE
-    bad = (
-        (arr[:, 0] < -tol)
-        | (arr[:, 1] < -tol)
-        | (arr[:, 2] > width + tol)
-        | (arr[:, 3] > height + tol)
-    )
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{name}[{i}] = {arr[i].tolist()} lies outside the {width}x{height} (WxH) image "
-            f"(boxes may touch the border, up to {tol:g} px beyond it)"
-        )
-    return arr
 
 
 class PersonSearchPredictor:
@@ -129,16 +45,23 @@ class PersonSearchPredictor:
     :class:`~detectron2.engine.DefaultPredictor`).
 
     Every call runs under ``torch.inference_mode()``; each image goes through the backbone once.
-    All outputs are moved to the **CPU** (ready for ``.numpy()``), whatever ``MODEL.DEVICE`` is.
-    Outputs are exactly those of the evaluation path (``PersonSearchDatasetMapper(cfg, False)`` +
-    ``model.inference``) for the same image: same resize, same format conversion, batch size 1.
+    All outputs are moved to the **CPU** (ready for ``.numpy()``), whatever ``MODEL.DEVICE`` is;
+    on a GPU the inputs travel through pinned memory with non-blocking copies and all outputs of a
+    call come back in one synchronisation. Outputs are those of the evaluation path
+    (``PersonSearchDatasetMapper(cfg, False)`` + ``model.inference``) for the same image: same
+    resize, same format conversion; with ``TEST.OPTIMIZE`` (BatchNorm folding, channels_last; on by
+    default) equal up to float rounding (tolerances: MODEL_ZOO.md, "Speed"), and exactly equal with
+    ``TEST.OPTIMIZE.FOLD_BATCHNORM False`` and ``CHANNELS_LAST off``.
 
     Attributes:
         cfg: the predictor's own (cloned) config.
-        model: the model, in eval mode, with ``cfg.MODEL.WEIGHTS`` loaded.
+        model: the model, in eval mode, with ``cfg.MODEL.WEIGHTS`` loaded and ``TEST.OPTIMIZE``
+            applied (a folded model refuses to train).
         metadata: metadata of ``cfg.DATASETS.TEST[0]`` when the config names a test split.
+        preprocessor: :class:`~.preprocessing.InferencePreprocessor`, image -> model input.
         aug: the test-time resize.
         input_format: ``"RGB"`` or ``"BGR"`` (``cfg.INPUT.FORMAT``), what the model expects.
+        optimizations: what ``TEST.OPTIMIZE`` did (``optimize_for_inference``'s summary).
     """
 
     def __init__(self, cfg):
@@ -146,7 +69,8 @@ class PersonSearchPredictor:
         Args:
             cfg: a personsearch config (``personsearch.get_person_search_cfg``). ``MODEL.WEIGHTS``
                 is loaded with :class:`PersonSearchCheckpointer` (an empty string keeps the random
-                initialisation, with detectron2's warning).
+                initialisation, with detectron2's warning). ``CUDNN_BENCHMARK`` turns on cuDNN's
+                autotuner (for many images of one size).
         """
         self.cfg = cfg.clone()  # the model may modify its config
         if self.cfg.TEST.SEARCH.USE_GT_BOXES:
@@ -154,16 +78,26 @@ class PersonSearchPredictor:
                 "PersonSearchPredictor: TEST.SEARCH.USE_GT_BOXES needs ground-truth boxes, which "
                 "raw images do not have; set TEST.SEARCH.USE_GT_BOXES False"
             )
+        self.preprocessor = InferencePreprocessor.from_config(cfg)
+        options = InferenceOptions.from_config(cfg)  # checks the keys before the model is built
         self.model = build_model(self.cfg)
         self.model.eval()
         self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else None
         PersonSearchCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.aug = T.ResizeShortestEdge(
-            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-        )
-        self.input_format = cfg.INPUT.FORMAT
-        if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")
+        self.optimizations = optimize_for_inference(self.model, options)
+        self.device = self.model.device
+        if self.device.type == "cuda" and cfg.CUDNN_BENCHMARK:
+            torch.backends.cudnn.benchmark = True
+
+    @property
+    def aug(self):
+        """The test-time resize (``ResizeShortestEdge``)."""
+        return self.preprocessor.aug
+
+    @property
+    def input_format(self) -> str:
+        """``INPUT.FORMAT``."""
+        return self.preprocessor.input_format
 
     @property
     def embed_dim(self) -> int:
@@ -194,7 +128,8 @@ class PersonSearchPredictor:
         Images of different sizes are padded to a common size as in detectron2's batched
         inference; with convolutions and batch-size-1 evaluation that padding changes features
         near the bottom/right borders slightly, so equal outputs to single calls are guaranteed
-        only for images of the same (resized) size.
+        only for images of the same (resized) size (and then up to float rounding: convolution
+        kernels may sum in another order for another batch size).
 
         Args:
             images: N (H_i, W_i, 3) uint8 BGR arrays.
@@ -203,17 +138,29 @@ class PersonSearchPredictor:
         Returns:
             N dicts as :meth:`__call__` returns; ``"query_feats"`` only for images given boxes.
         """
-        inputs = self._inputs(images, query_boxes)
+        return self.run(self._inputs(images, query_boxes))
+
+    def run(self, inputs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """:meth:`batch` for images already turned into model inputs by :attr:`preprocessor`
+        (e.g. in DataLoader workers), in one forward pass.
+
+        Args:
+            inputs: N dicts from ``predictor.preprocessor(image, query_boxes)``.
+
+        Returns:
+            N dicts as :meth:`__call__` returns.
+        """
+        inputs = [self._to_device(x) for x in inputs]
         with torch.inference_mode():
             outputs = self.model.inference(inputs) if inputs else []
-        results = []
-        for inp, out in zip(inputs, outputs):
-            res = {"instances": out["instances"].to("cpu")}
-            if "query_boxes" in inp:
-                res["query_feats"] = out["query_feats"].cpu()
-                res["query_contexts"] = [c.cpu() for c in out.get("query_contexts", [])]
-            results.append(res)
-        return results
+            results = []
+            for inp, out in zip(inputs, outputs):
+                res = {"instances": out["instances"]}
+                if "query_boxes" in inp:
+                    res["query_feats"] = out["query_feats"]
+                    res["query_contexts"] = list(out.get("query_contexts", []))
+                results.append(res)
+            return self._to_cpu(results)
 
     def embed(self, image: np.ndarray, boxes: Any, with_uncertainty: bool = False):
         """Embeddings of given boxes only (one backbone pass, no detection).
@@ -236,14 +183,17 @@ class PersonSearchPredictor:
                 "embed(with_uncertainty=True): this model outputs no uncertainty; it needs a "
                 "Gaussian UGAS UG with MODEL.UGAS.UG.OUTPUT_VARIANCE True"
             )
-        inputs = self._inputs([image], [boxes], box_name="boxes")
+        inputs = [self._to_device(x) for x in self._inputs([image], [boxes], box_name="boxes")]
         empty = Instances(tuple(inputs[0]["image"].shape[1:]))
-        empty.pred_boxes = Boxes(torch.zeros((0, 4)))
+        empty.pred_boxes = Boxes(torch.zeros((0, 4), device=self.device))
         with torch.inference_mode():
             out = self.model.inference(inputs, detected_instances=[empty], do_postprocess=False)
-        if with_uncertainty:
-            return out[0]["query_feats"].cpu(), out[0]["query_uncertainty"].cpu()
-        return out[0]["query_feats"].cpu()
+            if with_uncertainty:
+                feats, uncertainty = self._to_cpu(
+                    [out[0]["query_feats"], out[0]["query_uncertainty"]]
+                )
+                return feats, uncertainty
+            return self._to_cpu([out[0]["query_feats"]])[0]
 
     def _inputs(
         self,
@@ -265,24 +215,54 @@ class PersonSearchPredictor:
                 )
         inputs = []
         for i, image in enumerate(images):
-            name = "image" if len(images) == 1 else f"images[{i}]"
-            check_image(image, name)
-            height, width = image.shape[:2]
-            boxes = None
-            if query_boxes is not None and query_boxes[i] is not None:
-                name = box_name if len(images) == 1 else f"{box_name}[{i}]"
-                boxes = check_boxes(query_boxes[i], height, width, name)
-            if self.input_format == "RGB":  # the model expects RGB, cv2 gives BGR
-                image = image[:, :, ::-1]
-            transform = self.aug.get_transform(image)
-            resized = transform.apply_image(image)
-            inp = {
-                "image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))),
-                "height": height,
-                "width": width,
-            }
-            if boxes is not None:
-                boxes = transform.apply_box(boxes)
-                inp["query_boxes"] = Boxes(torch.as_tensor(boxes, dtype=torch.float32))
-            inputs.append(inp)
+            single = len(images) == 1
+            boxes = None if query_boxes is None else query_boxes[i]
+            inputs.append(
+                self.preprocessor(
+                    image,
+                    boxes,
+                    name="image" if single else f"images[{i}]",
+                    box_name=box_name if single else f"{box_name}[{i}]",
+                )
+            )
         return inputs
+
+    def _to_device(self, inp: Dict[str, Any]) -> Dict[str, Any]:
+        """A model input on the model's device: through pinned memory and a non-blocking copy on
+        a GPU (the copy overlaps the host's work on the next image), unchanged on the CPU."""
+        if self.device.type != "cuda":
+            return inp
+        out = dict(inp)
+        out["image"] = inp["image"].pin_memory().to(self.device, non_blocking=True)
+        if "query_boxes" in inp:
+            boxes = inp["query_boxes"].tensor.pin_memory().to(self.device, non_blocking=True)
+            out["query_boxes"] = Boxes(boxes)
+        return out
+
+    def _to_cpu(self, results: List[Any]) -> List[Any]:
+        """``results`` (dicts of Instances, tensors and lists of tensors, or tensors) with every
+        tensor on the CPU. On a GPU every copy is issued non-blocking into pinned memory and the
+        stream is synchronised once at the end (not once per tensor)."""
+        if self.device.type != "cuda":
+            return results
+        out = [_tree_to_cpu(r) for r in results]
+        torch.cuda.current_stream(self.device).synchronize()
+        return out
+
+
+def _tree_to_cpu(x: Any) -> Any:
+    """``x`` with every tensor copied to the CPU without blocking (see ``_to_cpu``)."""
+    if isinstance(x, torch.Tensor):
+        return x.to("cpu", non_blocking=True)
+    if isinstance(x, Boxes):
+        return Boxes(_tree_to_cpu(x.tensor))
+    if isinstance(x, Instances):
+        out = Instances(x.image_size)
+        for name, value in x.get_fields().items():
+            out.set(name, _tree_to_cpu(value))
+        return out
+    if isinstance(x, dict):
+        return {k: _tree_to_cpu(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_tree_to_cpu(v) for v in x)
+    return x

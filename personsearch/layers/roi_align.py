@@ -187,7 +187,20 @@ def roi_align_sparse(
         else:
             a, flat = _window(a, compute)
         out = (a @ flat).reshape(r, oh, ow, c).permute(0, 3, 1, 2)
-    return out.to(features.dtype).contiguous()
+    # the layout of the input: a channels_last map (TEST.OPTIMIZE.CHANNELS_LAST) gives
+    # channels_last RoI maps without a transposing copy; values are the same either way
+    return out.to(features.dtype).contiguous(memory_format=_memory_format(features))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a (strictly) channels_last 4-D tensor, else ``contiguous_format``."""
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class ROIAlign(nn.Module):
@@ -227,6 +240,18 @@ class ROIAlign(nn.Module):
             return roi_align_sparse(
                 input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
             )
+        if input.dtype in (torch.float16, torch.bfloat16):
+            # in float32, as torchvision's autocast wrapper of roi_align does, but with the boxes
+            # never rounded to 16 bits (a 16-bit x of ~1000 px is off by up to 4 px)
+            out = tv_roi_align(
+                input.float(),
+                rois.float(),
+                self.output_size,
+                self.spatial_scale,
+                self.sampling_ratio,
+                self.aligned,
+            )
+            return out.to(input.dtype)
         return tv_roi_align(
             input,
             rois.to(input.dtype),

@@ -1,4 +1,7 @@
-"""PersonSearchPredictor: same outputs as the evaluation path, batched form, bad input."""
+"""PersonSearchPredictor: same outputs as the evaluation path, batched form, inference
+optimisations, bad input."""
+
+import pickle
 
 import cv2
 import numpy as np
@@ -11,9 +14,13 @@ from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
 from personsearch.data.datasets.cuhk_sysu import load_cuhk_sysu
 from personsearch.data.datasets.synthetic import generate_synthetic_dataset
 from personsearch.engine import PersonSearchCheckpointer, PersonSearchPredictor
-from tests.common import tiny_cfg
+from tests.common import randomize_batchnorm, tiny_cfg
 
 ATOL = 1e-5
+# bfloat16 (TEST.AMP) against float32: the tolerance documented in MODEL_ZOO.md ("Speed") for unit
+# embeddings, as max absolute difference and as 1 - cosine similarity
+BF16_ATOL = 0.02
+BF16_COSINE = 0.005
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +49,9 @@ def setup(request, tmp_path_factory):
     opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.FORMAT", request.param]
     cfg = tiny_cfg(opts=opts)
     weights = str(tmp_path_factory.mktemp("predictor_weights") / "random.pth")
-    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    model = build_model(cfg)
+    randomize_batchnorm(model)  # so that folding them (TEST.OPTIMIZE, on by default) is tested
+    torch.save({"model": model.state_dict()}, weights)
     cfg.MODEL.WEIGHTS = weights
     predictor = PersonSearchPredictor(cfg)
     model = build_model(cfg)
@@ -127,6 +136,51 @@ def test_batch_equals_single_calls(setup, test_records):
         if qb is not None:
             torch.testing.assert_close(res["query_feats"], single["query_feats"], atol=ATOL, rtol=0)
     assert predictor.batch([]) == []
+
+
+def test_optimisations_are_applied_and_the_model_cannot_train(setup):
+    _, predictor, _ = setup
+    assert predictor.optimizations["folded_batchnorm"] > 10
+    assert predictor.optimizations["channels_last"]  # TEST.OPTIMIZE.CHANNELS_LAST auto, a CPU
+    predictor.model.train()
+    try:
+        with pytest.raises(RuntimeError, match="folded for inference"):
+            predictor.model([{"image": torch.zeros(3, 32, 32, dtype=torch.uint8)}])
+    finally:
+        predictor.model.eval()
+
+
+def test_without_optimisations_the_outputs_are_exactly_the_evaluation_path(setup, test_records):
+    cfg, _, model = setup
+    cfg = cfg.clone()
+    cfg.TEST.OPTIMIZE.FOLD_BATCHNORM = False
+    cfg.TEST.OPTIMIZE.CHANNELS_LAST = "off"
+    predictor = PersonSearchPredictor(cfg)
+    assert predictor.optimizations["folded_batchnorm"] == 0
+    record = next(r for r in test_records if r.get("queries"))
+    expected = _evaluator_outputs(cfg, model, record)
+    out = predictor(cv2.imread(record["file_name"]), [q["bbox"] for q in record["queries"]])
+    for field in ("scores", "reid_feats"):
+        assert torch.equal(out["instances"].get(field), expected["instances"].get(field))
+    assert torch.equal(out["instances"].pred_boxes.tensor, expected["instances"].pred_boxes.tensor)
+    assert torch.equal(out["query_feats"], expected["query_feats"])
+
+
+def test_run_takes_the_outputs_of_a_pickled_preprocessor(setup, test_records):
+    """DataLoader workers get a pickled copy of the preprocessor; run() takes what it returns."""
+    _, predictor, _ = setup
+    record = next(r for r in test_records if r.get("queries"))
+    image = cv2.imread(record["file_name"])
+    boxes = [q["bbox"] for q in record["queries"]]
+    worker = pickle.loads(pickle.dumps(predictor.preprocessor))
+    got = predictor.run([worker(image, boxes), worker(image)])
+    expected = predictor.batch([image, image], query_boxes=[boxes, None])
+    for g, e in zip(got, expected):
+        assert torch.equal(g["instances"].reid_feats, e["instances"].reid_feats)
+    assert torch.equal(got[0]["query_feats"], expected[0]["query_feats"])
+    assert "query_feats" not in got[1]
+    with pytest.raises(TypeError, match="image: expected dtype uint8"):
+        worker(image.astype(np.float32))
 
 
 IMAGE = np.zeros((40, 30, 3), dtype=np.uint8)  # H=40, W=30
@@ -214,3 +268,32 @@ def test_ugas_embedding_size_is_the_fused_size(tmp_path, fusion, dim):
     assert out["instances"].reid_feats.shape == (0, dim)
     assert out["query_feats"].shape == (1, dim)
     assert predictor.embed(image, np.zeros((0, 4))).shape == (0, dim)
+
+
+def test_bfloat16_outputs_are_close_to_float32_and_batches_equal_single_calls(tmp_path):
+    """TEST.AMP bfloat16 (with the optimisations): query embeddings within the documented
+    tolerance of the float32 path (MODEL_ZOO.md, "Speed"), batched like single calls."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg(opts=["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0])
+    model = build_model(cfg)
+    randomize_batchnorm(model)
+    cfg.MODEL.WEIGHTS = str(tmp_path / "w.pth")
+    torch.save({"model": model.state_dict()}, cfg.MODEL.WEIGHTS)
+    fp32 = PersonSearchPredictor(cfg)
+    cfg = cfg.clone()
+    cfg.TEST.AMP.ENABLED = True
+    cfg.TEST.AMP.DTYPE = "bfloat16"
+    bf16 = PersonSearchPredictor(cfg)
+    rng = np.random.RandomState(0)
+    images = [rng.randint(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(2)]
+    boxes = [[10, 10, 40, 90], [50, 5, 90, 80], [60, 20, 120, 95]]
+    ref = fp32.embed(images[0], boxes)
+    got = bf16.embed(images[0], boxes)
+    assert got.dtype == torch.float32
+    assert (ref - got).abs().max() < BF16_ATOL
+    assert (ref * got).sum(dim=1).min() > 1 - BF16_COSINE
+    single = [bf16(img, query_boxes=boxes) for img in images]
+    batch = bf16.batch(images, query_boxes=[boxes, boxes])
+    for s, b in zip(single, batch):
+        torch.testing.assert_close(b["query_feats"], s["query_feats"], atol=BF16_ATOL, rtol=0)
+        assert len(b["instances"]) == len(s["instances"]) > 0

@@ -110,3 +110,30 @@ def test_inference_window_is_bit_identical_to_the_full_product(aligned, where):
     # with autograd the full product runs (training is unchanged) and gives the same values
     g = feats.clone().requires_grad_(True)
     assert torch.equal(roi_align_sparse(g, rois, 7, 1.0, 2, aligned).detach(), out)
+
+
+def test_channels_last_maps_give_channels_last_rois_with_the_same_values():
+    torch.manual_seed(0)
+    feats = torch.randn(2, 6, 20, 27)
+    rois = _rois(2, 20, 27, 1 / 16, 30, seed=3)
+    with torch.no_grad():
+        ref = roi_align_sparse(feats, rois, 7, 1 / 16, 2, False)
+        out = roi_align_sparse(feats.to(memory_format=torch.channels_last), rois, 7, 1 / 16, 2)
+    assert ref.is_contiguous()
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_16_bit_maps_are_pooled_at_unrounded_box_coordinates():
+    # a 16-bit map (autocast) is pooled in float32 with float32 boxes: bfloat16 would move a
+    # coordinate near 1000 px by up to 4 px
+    torch.manual_seed(0)
+    feats = torch.randn(1, 4, 80, 80).to(torch.bfloat16)
+    rois = torch.tensor([[0, 1001.0, 1003.0, 1207.0, 1209.0]])
+    layer = ROIAlign(7, 1 / 16, 2, aligned=False, cpu_impl="torchvision")
+    out = layer(feats, rois)
+    assert out.dtype == torch.bfloat16
+    expected = roi_align(feats.float(), rois, 7, 1 / 16, 2, False).to(torch.bfloat16)
+    rounded = roi_align(feats.float(), rois.to(torch.bfloat16).float(), 7, 1 / 16, 2, False)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert (rounded.to(torch.bfloat16) != expected).any()

@@ -41,6 +41,10 @@ def _rows(out):
     return {(r["model"], r["precision"]): r for r in out["rows"]}
 
 
+def _by_batch(out):
+    return {(r["model"], r["batch"]): r for r in out["rows"]}
+
+
 def test_compare_two_tiny_configs_in_process(benchmark, tmp_path, capsys):
     js, md = str(tmp_path / "c.json"), str(tmp_path / "c.md")
     out = _run(
@@ -78,10 +82,77 @@ def test_compare_two_tiny_configs_in_process(benchmark, tmp_path, capsys):
     table = open(md).read()
     assert (
         table == out["markdown"]
-        and "| plain Faster R-CNN C4 | 96x128 | float32 | forced |" in table
+        and "| plain Faster R-CNN C4 | 96x128 | float32 | 1 | forced |" in table
     )
     assert "× plain" in table and "mode `forced`" in table
     assert "| synthetic/SeqNet_R10.yaml |" in capsys.readouterr().out
+
+
+def test_batches_give_images_per_second_flops_and_utilisation(benchmark):
+    out = _run(benchmark, ["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
+                           "inference", "query", "--batch", "1", "2", *TINY])  # fmt: skip
+    rows = _by_batch(out)
+    assert set(rows) == {(n, b) for n in ("plain Faster R-CNN C4", "synthetic/NAE_R10.yaml")
+                         for b in (1, 2)}  # fmt: skip
+    peak = out["peaks"]["float32"]
+    assert peak["source"] == "measured" and peak["flops_per_s"] > 1e8
+    for (name, batch), r in rows.items():
+        inf = r["inference"]
+        assert r["errors"] == {} and inf["batch"] == batch
+        # per image: counts of one image, time of a call divided by its images
+        assert inf["proposals_per_image"] == TOPK and inf["detections_per_image"] == TOPK
+        assert inf["images_per_s"] == pytest.approx(1000.0 / inf["ms_median"])
+        assert inf["gflop_per_item"] > 0.01 and 0 < inf["mfu"] < 1.5
+        assert inf["cpu_ms_median"] > 0
+        assert inf["optimizations"]["folded_batchnorm"] > 0
+        assert r["inference_ratio"] > 0  # against the plain detector of the same batch
+        assert (r["query"] is not None) == (name != "plain Faster R-CNN C4" and batch == 1)
+    # a batch of 2 does the same work per image: same FLOPs per image
+    for name in ("plain Faster R-CNN C4", "synthetic/NAE_R10.yaml"):
+        one, two = rows[(name, 1)]["inference"], rows[(name, 2)]["inference"]
+        assert two["gflop_per_item"] == pytest.approx(one["gflop_per_item"], rel=1e-6)
+    assert rows[("plain Faster R-CNN C4", 2)]["inference_ratio"] == pytest.approx(1.0)
+    assert "| synthetic/NAE_R10.yaml | 96x128 | float32 | 2 | forced |" in out["markdown"]
+    assert "MFU: model FLOPs per image" in out["markdown"]
+
+
+def test_no_optimize_runs_the_model_as_built(benchmark):
+    out = _run(benchmark, ["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
+                           "inference", "--no-optimize", "--no-flops", *TINY])  # fmt: skip
+    for r in out["rows"]:
+        opt = r["inference"]["optimizations"]
+        assert opt == {"folded_batchnorm": 0, "channels_last": False, "compiled": []}
+        assert r["inference"]["mfu"] is None and r["inference"]["gflop_per_item"] is None
+    assert out["peaks"] == {} and "MFU: model FLOPs" not in out["markdown"]
+
+
+def test_interleaved_runs_alternate_persistent_workers(benchmark):
+    out = _run(benchmark, ["compare", "--configs", NAE, *FAST, "--runs", "2", "--measure",
+                           "inference", "query", "train", "--interleave", *TINY])  # fmt: skip
+    rows = _rows(out)
+    for (name, _), r in rows.items():
+        assert r["errors"] == {}
+        assert r["inference"]["interleaved"] and r["inference"]["runs"] == 2
+        assert r["inference"]["detections_per_image"] == TOPK
+        assert r["inference"]["peak_memory_mb"] > 100  # its own process
+        assert r["train"]["s_median"] > 0 and not r["train"]["interleaved"]  # one after another
+    assert rows[("synthetic/NAE_R10.yaml", "float32")]["query"]["interleaved"]
+    assert "interleaved (the models of a size/precision/batch" in out["markdown"]
+
+
+def test_an_interleaved_worker_that_fails_is_an_error_row_and_the_others_go_on():
+    from personsearch.benchmark.interleave import run_interleaved
+    from personsearch.benchmark.jobs import Job
+
+    inputs = BenchmarkInputs(96, 128, calib_images=1)
+    good = Job(kind="plain", name="plain", measure="inference", inputs=vars(inputs).copy(),
+               runs=1, warmup=0, config_file=NAE, opts=TINY, threads=1)  # fmt: skip
+    bad = Job(kind="ours", name="bad", measure="inference", inputs=vars(inputs).copy(), runs=1,
+              warmup=0, config_file=NAE, opts=TINY + ["MODEL.NOPE", "1"], threads=1)  # fmt: skip
+    results = run_interleaved([bad, good], runs=2)
+    assert "Non-existent key: MODEL.NOPE" in results[0]["error"]
+    assert results[1]["error"] is None and len(results[1]["seconds"]) == 2
+    assert results[1]["detections_per_image"] == TOPK
 
 
 def test_compare_in_subprocesses(benchmark):
@@ -111,7 +182,7 @@ def test_amp_adds_mixed_precision_rows(benchmark):
         assert r["inference_ratio"] > 0 and r["train_ratio"] > 0
     # each precision is compared with the plain detector in the same precision
     assert rows[("plain Faster R-CNN C4", "bfloat16")]["inference_ratio"] == pytest.approx(1.0)
-    assert "| synthetic/SeqNet_R10.yaml | 96x128 | bfloat16 | forced |" in out["markdown"]
+    assert "| synthetic/SeqNet_R10.yaml | 96x128 | bfloat16 | 1 | forced |" in out["markdown"]
 
 
 def test_dry_run_groups_plain_detectors_and_moves_overrides(benchmark, capsys):
@@ -188,6 +259,15 @@ def test_parse_size():
         (["--configs", NAE, "--size", "900"], "bad --size value '900'"),
         (["--configs", NAE, "--size", "8x8"], "both sides must be at least 32 pixels"),
         (["--configs", NAE, "--runs", "0"], "--runs must be >= 1"),
+        (["--configs", NAE, "--batch", "0"], "--batch values must be >= 1, got [0]"),
+        (["--configs", NAE, "--batch", "x"], "bad --batch value 'x'"),
+        (["--configs", NAE, "--interleave", "--no-subprocess"],
+         "--interleave runs every model in its own process; drop --no-subprocess"),
+        (["--configs", NAE, "--official-weights", "seqnet=w.pth"],
+         "--official-weights seqnet=...: no --official seqnet=PATH to load them into"),
+        (["--configs", NAE, "--official-weights", "oim=w.pth"],
+         "bad --official-weights value 'oim=w.pth'"),
+        (["--configs", NAE, "--peak-tflops", "-1"], "--peak-tflops must be > 0, got -1.0"),
         (["--configs", NAE, "--measure", "speed"], "bad --measure value 'speed'"),
         (["--configs", NAE, "MODEL.NOPE", "1"], "NAE_R10.yaml: Non-existent key: MODEL.NOPE"),
         (["--configs", NAE, "MODEL.DEVICE"], "config overrides come in KEY VALUE pairs"),
@@ -204,7 +284,9 @@ def test_parse_size():
          "every config must run on the same device; got MODEL.DEVICE ['cpu', 'cuda']"),
     ],
     ids=["missing config", "not yaml", "missing weights", "size without width", "tiny size",
-         "zero runs", "unknown measurement", "unknown key", "odd overrides", "late flag",
+         "zero runs", "zero batch", "batch not a number", "interleave in-process",
+         "official weights without official", "official weights of unknown code", "negative peak",
+         "unknown measurement", "unknown key", "odd overrides", "late flag",
          "missing official", "not a clone", "unknown official", "two devices"],
 )  # fmt: skip
 def test_compare_errors_before_measuring(benchmark, argv, message):
@@ -265,3 +347,21 @@ def test_a_worker_that_dies_without_a_result_is_an_error_row():
     job = Job(kind="ours", name="x", measure="inference", inputs={"height": 96, "width": 128})
     result = run_job_in_subprocess(job, python="/bin/false")
     assert result["error"] == "worker exited with status 1 without a result"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--official", "seqnet=/no/such/SeqNet"], "--official seqnet: directory not found"),
+        (["--official", "oim=/x"], "unknown implementation 'oim'"),
+        (["--official", "seqnet=/x", "--size", "8x8"], "both sides must be at least 32 pixels"),
+        (["--official", "seqnet=/x", "--calib-images", "0"], "--calib-images must be >= 1"),
+    ],
+    ids=["missing clone", "unknown code", "tiny size", "no calibration image"],
+)
+def test_official_weights_errors_name_the_input(benchmark, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as info:
+        _run(benchmark, ["official-weights", *argv, "--out", str(tmp_path)])
+    assert message in str(info.value)
+    assert str(info.value).startswith("benchmark official-weights: ")
+    assert not os.listdir(tmp_path)  # nothing written

@@ -42,6 +42,8 @@ def test_inference_benchmark_loads_weights_and_times_images(benchmark, tiny_synt
                            *opts])  # fmt: skip
     assert res["timed"] == 4 and res["dataset"] == tiny_synthetic["test"]
     assert 0 < res["seconds_per_image_median"] < 60
+    # the predictor's inference fast path (TEST.OPTIMIZE, on by default)
+    assert res["optimizations"]["folded_batchnorm"] > 0 and res["optimizations"]["channels_last"]
 
     from personsearch import get_person_search_cfg
     from personsearch.engine import PersonSearchTrainer

@@ -7,7 +7,6 @@ import time
 import types
 
 import pytest
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from tests.common import TINY_MODEL_OPTS, load_tool

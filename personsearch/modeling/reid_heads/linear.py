@@ -23,6 +23,8 @@ class LinearEmbeddingHead(nn.Module):
 
     # the keys forward() returns
     outputs = ("embeddings",)
+    # ``norm(proj(x))``: inference folds a BatchNorm into the projection (fold_batchnorm)
+    FOLDABLE_PAIRS = (("proj", "norm"),)
 
     @configurable
     def __init__(self, *, in_features: List[str], in_channels: int, embed_dim: int, norm: str = ""):

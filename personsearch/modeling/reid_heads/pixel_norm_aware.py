@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from personsearch.layers import build_norm
+from personsearch.layers import build_norm, resize_bilinear
 
 from .norm_aware import init_projection, split_embedding_dim
 from .registry import REID_HEAD_REGISTRY, check_in_features
@@ -80,17 +80,26 @@ class PixelNormAwareEmbeddingHead(nn.Module):
         }
 
     def project(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-cell un-normalised embeddings x: (R, D, H, W), H x W the last map's size."""
-        maps = [self.projectors[_projector_name(n)](features[n]) for n in self.in_features]
-        size = maps[-1].shape[-2:]
-        maps = [
-            (
-                m
-                if m.shape[-2:] == size
-                else F.interpolate(m, size, mode="bilinear", align_corners=False)
-            )
-            for m in maps
-        ]
+        """Per-cell un-normalised embeddings x: (R, D, H, W), H x W the last map's size.
+
+        In eval mode a projector (1x1 conv + BatchNorm with running statistics) is a per-cell
+        affine map and bilinear resizing a convex combination of cells (weights summing to 1), so
+        the two commute: a map is then resized *before* its projection (the same values up to
+        float rounding; for the 14x14 res4 map the 1x1 conv runs on 4x fewer cells). In training
+        the BatchNorm's batch statistics depend on the cells it sees, so the reference order is
+        kept. Resizing uses :func:`~personsearch.layers.resize_bilinear` (``F.interpolate``'s values
+        by its NHWC kernel; the NCHW CUDA kernel runs one thread per output cell).
+        """
+        size = features[self.in_features[-1]].shape[-2:]
+        maps = []
+        for n in self.in_features:
+            x, proj = features[n], self.projectors[_projector_name(n)]
+            if x.shape[-2:] == size:
+                maps.append(proj(x))
+            elif self.training:
+                maps.append(resize_bilinear(proj(x), size))
+            else:
+                maps.append(proj(resize_bilinear(x, size)))
         return torch.cat(maps, dim=1)
 
     def forward(self, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

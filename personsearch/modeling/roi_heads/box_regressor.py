@@ -24,6 +24,9 @@ class NormAwareBoxRegressor(nn.Module):
     reference: N(0, 0.01) on the linear and the BN weights, zero biases.
     """
 
+    # ``norm(linear(x))``: inference folds the BatchNorm into the linear layer (fold_batchnorm)
+    FOLDABLE_PAIRS = (("linear", "norm"),)
+
     def __init__(self, in_channels: int, norm: str = "BN"):
         """
         Args:
