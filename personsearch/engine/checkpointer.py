@@ -8,6 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from personsearch.utils.serialization import (
+    FileReadError,
     UntrustedFileError,
     check_saved_types,
     load_pickle_file,
@@ -126,8 +127,8 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
                 loaded = _pycls_checkpoint(load_torch_file(filename, "checkpoint"), filename)
             else:  # detectron2's handling of .pth (URL queries), reading with _torch_load
                 loaded = super()._load_file(filename)
-        except (UntrustedFileError, FileNotFoundError):
-            raise
+        except (UntrustedFileError, FileReadError, FileNotFoundError):
+            raise  # these name the file already
         except Exception as e:  # torch/pickle raise many types for damaged files
             raise ValueError(f"Cannot load checkpoint {filename!r}: {type(e).__name__}: {e}") from e
         if not isinstance(loaded.get("model"), dict):
@@ -140,7 +141,7 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
     def _torch_load(self, f: str) -> Dict[str, Any]:
         loaded = load_torch_file(f, "checkpoint")
         if not isinstance(loaded, dict):
-            raise ValueError(f"Checkpoint {f!r} holds a {type(loaded).__name__}, not a dict")
+            raise FileReadError(f"Checkpoint {f!r} holds a {type(loaded).__name__}, not a dict")
         return loaded
 
 

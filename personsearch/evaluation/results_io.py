@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from numpy.exceptions import ComplexWarning
 
-from personsearch.utils.serialization import UntrustedFileError, check_saved_types, load_torch_file
+from personsearch.utils.serialization import FileReadError, check_saved_types, load_torch_file
 
 FORMAT_VERSION = 1
 RESULTS_FILENAME = "search_results.pth"
@@ -139,9 +139,7 @@ def load_results(path: str) -> Dict[str, Any]:
         raise FileNotFoundError(f"Results file not found: {path!r}")
     try:
         results = load_torch_file(path, "results file")
-    except UntrustedFileError:
-        raise
-    except ValueError as e:  # damaged: say which file, and torch's own error
+    except FileReadError as e:  # damaged: say which file, and torch's own error
         cause = e.__cause__ or e
         raise ValueError(
             f"{path!r} is not a readable person-search results file (truncated, corrupt or not "

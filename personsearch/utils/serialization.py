@@ -27,6 +27,7 @@ What a file references is found by reading its pickle opcodes (:func:`referenced
 without unpickling it, so the messages do not depend on torch's wording.
 """
 
+import _compat_pickle
 import collections
 import io
 import logging
@@ -88,6 +89,11 @@ _TENSOR_GLOBALS = frozenset(
 )
 
 
+class FileReadError(ValueError):
+    """A file that is damaged or not of the expected kind (the message names it; the exception
+    of torch or pickle is its ``__cause__``)."""
+
+
 class UntrustedFileError(ValueError):
     """A file that cannot be loaded without unpickling arbitrary objects, which was refused.
 
@@ -124,6 +130,14 @@ _STRING_OPS = frozenset(
 )
 
 
+def _py3_name(module: str, name: str) -> Tuple[str, str]:
+    """The Python 3 name of a global pickled under its Python 2 name (protocols <= 2 write
+    ``__builtin__.set`` for ``builtins.set``), as ``pickle`` resolves it when loading."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 def _pickle_globals(stream: io.BufferedIOBase, out: List[str]) -> None:
     """Append the globals one pickle in ``stream`` references (GLOBAL and STACK_GLOBAL)."""
     memo: Dict[Any, Any] = {}
@@ -131,7 +145,7 @@ def _pickle_globals(stream: io.BufferedIOBase, out: List[str]) -> None:
     for op, arg, _ in pickletools.genops(stream):
         name = op.name
         if name == "GLOBAL":
-            module, _, attr = str(arg).partition(" ")
+            module, attr = _py3_name(*str(arg).split(" ", 1))
             out.append(f"{module}.{attr}")
             recent.append(None)
         elif name == "STACK_GLOBAL":
@@ -227,6 +241,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     allowed: FrozenSet[str] = frozenset()
 
     def find_class(self, module: str, name: str):
+        module, name = _py3_name(module, name)
         full = f"{module}.{name}"
         if full in self.allowed or _is_tensor_global(full):
             return super().find_class(*_resolve(module, name))
@@ -275,7 +290,7 @@ def _load(
     except Exception as e:  # torch/pickle raise many types; the scan below tells them apart
         unsafe = unsafe_globals(path, allowed)
         if not unsafe:
-            raise ValueError(
+            raise FileReadError(
                 f"Cannot read {what} {path!r} (truncated, corrupt or not this kind of file): "
                 f"{type(e).__name__}: {e}"
             ) from e
@@ -309,7 +324,7 @@ def load_torch_file(
     Raises:
         FileNotFoundError: no such file.
         UntrustedFileError: the file needs other globals and is not trusted.
-        ValueError: the file is damaged or not a torch file.
+        FileReadError: the file is damaged or not a torch file (a ``ValueError``).
     """
     path = os.fspath(path)
     if allowed_globals is None:
@@ -348,7 +363,7 @@ def load_pickle_file(
         trusted: None: trusted when listed in :data:`TRUSTED_FILES_ENV`; True/False overrides.
 
     Raises:
-        FileNotFoundError, UntrustedFileError, ValueError: as :func:`load_torch_file`.
+        FileNotFoundError, UntrustedFileError, FileReadError: as :func:`load_torch_file`.
     """
     path = os.fspath(path)
     allowed = frozenset(allowed_globals)
@@ -392,7 +407,9 @@ def check_saved_types(obj: Any, what: str = "checkpoint") -> None:
         elif kind in (dict, collections.OrderedDict):
             for k, v in value.items():
                 if type(k) not in (str, int, float, bool, type(None), tuple):
-                    bad.append(f"{where}[{k!r}] (key): {type(k).__module__}.{type(k).__qualname__}")
+                    key = f"{type(k).__module__}.{type(k).__qualname__}"
+                    bad.append(f"{where or '<root>'}: a key of type {key}")
+                    continue
                 walk(v, f"{where}[{k!r}]")
         elif kind in (list, tuple):
             for i, v in enumerate(value):
