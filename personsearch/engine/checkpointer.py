@@ -121,7 +121,7 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename: str) -> Dict[str, Any]:
         try:
             if filename.endswith(".pkl"):
-                loaded = _model_zoo_checkpoint(load_pickle_file(filename, "checkpoint"))
+                loaded = _model_zoo_checkpoint(load_pickle_file(filename, "checkpoint"), filename)
                 self.logger.info(f"Reading a file from {loaded['__author__']!r}")
             elif filename.endswith(".pyth"):
                 loaded = _pycls_checkpoint(load_torch_file(filename, "checkpoint"), filename)
@@ -145,13 +145,15 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
         return loaded
 
 
-def _model_zoo_checkpoint(data: Any) -> Dict[str, Any]:
+def _model_zoo_checkpoint(data: Any, filename: str) -> Dict[str, Any]:
     """The checkpoint dict of a detectron2 model-zoo pickle: ``{"model", "__author__", ...}`` as
     it is; a Caffe2/Detectron1 file (its weights at the top level, or under ``"blobs"`` for
     detectors) becomes ``{"model": weights without the "_momentum" entries}``, loaded with
     detectron2's name-matching heuristics."""
     if not isinstance(data, dict):
-        raise ValueError(f"a model-zoo pickle holds a dict, this one a {type(data).__name__}")
+        raise FileReadError(
+            f"{filename!r}: a model-zoo pickle holds a dict, not a {type(data).__name__}"
+        )
     if "model" in data and "__author__" in data:
         return data
     blobs = data.get("blobs", data)
@@ -162,7 +164,7 @@ def _model_zoo_checkpoint(data: Any) -> Dict[str, Any]:
 def _pycls_checkpoint(data: Any, filename: str) -> Dict[str, Any]:
     """The checkpoint dict of a pycls ``.pyth`` file (its weights under ``"model_state"``)."""
     if not isinstance(data, dict) or "model_state" not in data:
-        raise ValueError(f"{filename!r}: a pycls .pyth checkpoint holds a 'model_state' dict")
+        raise FileReadError(f"{filename!r}: a pycls .pyth checkpoint holds a 'model_state' dict")
     state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
     return {"model": state, "__author__": "pycls", "matching_heuristics": True}
 

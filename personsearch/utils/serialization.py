@@ -110,8 +110,8 @@ class UntrustedFileError(ValueError):
             f"Refusing to load {what} {path!r}: it is not weights-only, it would import {shown}, "
             "and unpickling that can run code stored in the file. If you trust this file, allow "
             f"it with the environment variable {TRUSTED_FILES_ENV}={os.path.abspath(path)} "
-            f"(several files: separated by {os.pathsep!r}); better, save its tensors alone, e.g. "
-            "torch.save({'model': model.state_dict()}, path)."
+            f"(several files: separated by {os.pathsep!r}); better, re-save only its tensors and "
+            "plain values (a model: torch.save({'model': model.state_dict()}, path))."
         )
 
 
@@ -419,6 +419,6 @@ def check_saved_types(obj: Any, what: str = "checkpoint") -> None:
     if bad:
         raise TypeError(
             f"This {what} would not load weights-only: values of types other than tensors and "
-            f"plain Python values at {'; '.join(bad[:10])}. Convert them (e.g. int(x), "
-            "torch.as_tensor(x)) in the state_dict() that returns them."
+            f"plain Python values at {'; '.join(bad[:10])}. Convert them where they are made "
+            "(e.g. int(x), torch.as_tensor(x); in a checkpoint: the state_dict() returning them)."
         )

@@ -29,7 +29,7 @@ def _train(model, amp_dtype="", steps=3):
         for i in range(steps):
             loop.iter = i
             loop.run_step()
-        losses = {k: v.latest()[0] for k, v in storage.histories().items() if "loss" in k}
+        losses = {k: v.latest() for k, v in storage.histories().items() if "loss" in k}
     return loop, optimizer, losses
 
 
@@ -83,7 +83,17 @@ def test_bfloat16_inference_on_the_gpu_returns_float32():
     assert inst.reid_feats.dtype == inst.scores.dtype == torch.float32
 
 
-def test_predictor_on_the_gpu_matches_the_cpu(tmp_path):
+@pytest.fixture
+def no_tf32():
+    """Full float32 on the GPU (cuDNN uses TF32 for convolutions by default), so that GPU and CPU
+    results can be compared closely."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_predictor_on_the_gpu_matches_the_cpu(tmp_path, no_tf32):
     torch.manual_seed(0)
     opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
     cpu_cfg = tiny_cfg(opts=opts)
@@ -100,7 +110,9 @@ def test_predictor_on_the_gpu_matches_the_cpu(tmp_path):
     on_gpu = gpu(image, query_boxes=box)
     assert on_gpu["query_feats"].device.type == "cpu"  # outputs come back to the CPU
     torch.testing.assert_close(on_gpu["query_feats"], on_cpu["query_feats"], atol=1e-3, rtol=0)
-    a, b = on_cpu["instances"], on_gpu["instances"]
+    torch.testing.assert_close(gpu.embed(image, box), on_cpu["query_feats"], atol=1e-3, rtol=0)
+    # detections: near-equal scores may swap places or NMS decisions, so compare as sets
+    a, b = on_cpu["instances"].pred_boxes.tensor, on_gpu["instances"].pred_boxes.tensor
     assert len(a) > 0 and len(b) > 0
-    # the best detection agrees (kernels differ slightly between devices)
-    torch.testing.assert_close(b.pred_boxes.tensor[0], a.pred_boxes.tensor[0], atol=0.5, rtol=0)
+    nearest = torch.cdist(a, b, p=float("inf")).min(dim=1).values
+    assert (nearest < 1.0).float().mean() >= 0.9, nearest
