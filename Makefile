@@ -12,8 +12,9 @@ DEMO   ?= output/demo
 # the main job's model: the headline UGAS (on SeqNet) trained from scratch on the synthetic set,
 # sized for 2 CPU cores (DEMO_CONFIG=configs/synthetic/OIM_R10.yaml: the OIM baseline, faster)
 DEMO_CONFIG ?= configs/synthetic/UGAS_R10.yaml
-# where the main job's models run: cpu, or cuda (a GPU: MODEL.DEVICE cuda)
-DEVICE ?= cpu
+# where the main job's models run: empty = the config's MODEL.DEVICE (cpu), or cuda for a GPU
+DEVICE ?=
+DEVICE_OPTS = $(if $(DEVICE),MODEL.DEVICE $(DEVICE))
 # more config overrides for the main job's models, e.g. DEMO_OPTS="SOLVER.AMP.ENABLED True"
 DEMO_OPTS ?=
 
@@ -40,9 +41,9 @@ demo: venv
 	$(PY) tools/visualize_data.py --dataset synthetic_test --num-images 4 --output $(DEMO)/dataset
 	# the floor: the same model with random weights
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) --eval-only MODEL.WEIGHTS "" \
-	  OUTPUT_DIR $(DEMO)/untrained MODEL.DEVICE $(DEVICE) $(DEMO_OPTS)
+	  OUTPUT_DIR $(DEMO)/untrained $(DEVICE_OPTS) $(DEMO_OPTS)
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) OUTPUT_DIR $(DEMO)/train \
-	  MODEL.DEVICE $(DEVICE) $(DEMO_OPTS)
+	  $(DEVICE_OPTS) $(DEMO_OPTS)
 	$(PY) tools/evaluate_search.py --dataset synthetic_test --all --output $(DEMO)/search \
 	  --results $(DEMO)/train/inference/synthetic_test/search_results.pth
 	$(PY) tools/evaluate_search.py --dataset synthetic_test --subset resolution \
@@ -53,9 +54,9 @@ demo: venv
 	rm -rf $(DEMO)/search_index
 	$(PY) tools/search.py index --config-file $(DEMO_CONFIG) --dataset synthetic_test \
 	  --index $(DEMO)/search_index MODEL.WEIGHTS $(DEMO)/train/model_final.pth \
-	  MODEL.DEVICE $(DEVICE) $(DEMO_OPTS)
+	  $(DEVICE_OPTS) $(DEMO_OPTS)
 	$(PY) tools/search.py query --index $(DEMO)/search_index --exclude-query-image \
-	  --dataset-query synthetic_test:0,1,2 --output $(DEMO)/search --device $(DEVICE)
+	  --dataset-query synthetic_test:0,1,2 --output $(DEMO)/search $(if $(DEVICE),--device $(DEVICE))
 
 test: venv
 	$(PY) -m pytest -q tests
