@@ -1,7 +1,9 @@
 # personsearch developer entry points. Every target sets up the environment itself (idempotent).
-#   make demo   the main job on the built-in synthetic dataset
-#   make test   the unit tests (CPU)
-#   make lint   black + isort + flake8 at line length 100
+#   make demo          the main job on the built-in synthetic dataset (DEVICE=cuda: on a GPU)
+#   make test          the unit tests (CPU), reference lane (.venv: Python 3.10, torch 2.3.1)
+#   make test-latest   the unit tests on the newest-PyTorch lane (Python 3.12, requirements/latest.txt;
+#                      its environment is built once and cached outside the clone, see .ci/venv-latest)
+#   make lint          black + isort + flake8 at line length 100
 PYTHON ?= $(shell command -v python3.10 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -10,11 +12,17 @@ DEMO   ?= output/demo
 # the main job's model: the headline UGAS (on SeqNet) trained from scratch on the synthetic set,
 # sized for 2 CPU cores (DEMO_CONFIG=configs/synthetic/OIM_R10.yaml: the OIM baseline, faster)
 DEMO_CONFIG ?= configs/synthetic/UGAS_R10.yaml
+# where the main job's models run: empty = the config's MODEL.DEVICE (cpu), or cuda for a GPU
+DEVICE ?=
+DEVICE_OPTS = $(if $(DEVICE),MODEL.DEVICE $(DEVICE))
+# more config overrides for the main job's models, e.g. DEMO_OPTS="SOLVER.AMP.ENABLED True"
+DEMO_OPTS ?=
 
-.PHONY: venv demo test lint format clean-venv
+.PHONY: venv demo test test-latest lint format clean-venv
 
-# (Re)install only when requirements.txt or setup.py changed since the last successful install.
-$(STAMP): requirements.txt setup.py
+# (Re)install only when the reference lane's pins or setup.py changed since the last successful
+# install.
+$(STAMP): requirements.txt requirements/reference.txt setup.py
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 10) else \
 	  "personsearch needs Python 3.10 (found %d.%d at $(PYTHON)); install it with pyenv (see .python-version) or pass PYTHON=/path/to/python3.10" % v)'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +41,9 @@ demo: venv
 	$(PY) tools/visualize_data.py --dataset synthetic_test --num-images 4 --output $(DEMO)/dataset
 	# the floor: the same model with random weights
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) --eval-only MODEL.WEIGHTS "" \
-	  OUTPUT_DIR $(DEMO)/untrained
-	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) OUTPUT_DIR $(DEMO)/train
+	  OUTPUT_DIR $(DEMO)/untrained $(DEVICE_OPTS) $(DEMO_OPTS)
+	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) OUTPUT_DIR $(DEMO)/train \
+	  $(DEVICE_OPTS) $(DEMO_OPTS)
 	$(PY) tools/evaluate_search.py --dataset synthetic_test --all --output $(DEMO)/search \
 	  --results $(DEMO)/train/inference/synthetic_test/search_results.pth
 	$(PY) tools/evaluate_search.py --dataset synthetic_test --subset resolution \
@@ -44,12 +53,16 @@ demo: venv
 	# search: the test images indexed with the model just trained, 3 queries, HTML reports
 	rm -rf $(DEMO)/search_index
 	$(PY) tools/search.py index --config-file $(DEMO_CONFIG) --dataset synthetic_test \
-	  --index $(DEMO)/search_index MODEL.WEIGHTS $(DEMO)/train/model_final.pth
+	  --index $(DEMO)/search_index MODEL.WEIGHTS $(DEMO)/train/model_final.pth \
+	  $(DEVICE_OPTS) $(DEMO_OPTS)
 	$(PY) tools/search.py query --index $(DEMO)/search_index --exclude-query-image \
-	  --dataset-query synthetic_test:0,1,2 --output $(DEMO)/search
+	  --dataset-query synthetic_test:0,1,2 --output $(DEMO)/search $(if $(DEVICE),--device $(DEVICE))
 
 test: venv
 	$(PY) -m pytest -q tests
+
+test-latest:
+	bash .ci/test-latest
 
 lint: venv
 	$(PY) -m black -l 100 --check personsearch tools tests

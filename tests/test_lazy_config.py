@@ -12,7 +12,7 @@ import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import build_model
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from personsearch import get_person_search_cfg
@@ -23,10 +23,13 @@ PRIMITIVES = (bool, int, float, str, type(None))
 
 
 def _plain(v):
-    """Config containers -> lists/dicts; tuples -> lists (yaml and lazy spell sequences apart)."""
-    if isinstance(v, (ListConfig, list, tuple)):
+    """Config containers -> lists/dicts; tuples -> lists (yaml and lazy spell sequences apart).
+    omegaconf >= 2.4 keeps a tuple as a ``TupleConfig``, neither a list nor a ``ListConfig``."""
+    if isinstance(v, DictConfig):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)) or OmegaConf.is_config(v):
         return [_plain(x) for x in v]
-    if isinstance(v, (DictConfig, dict)):
+    if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, float) and math.isfinite(v):
         return round(v, 9)

@@ -148,7 +148,7 @@ def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, 
     model.train()
     optimizer = official.optimizer_for(model)
     batch = inputs.training_batch()
-    scaler = torch.cuda.amp.GradScaler() if spec["precision"] == "float16" else None
+    scaler = torch.amp.GradScaler("cuda") if spec["precision"] == "float16" else None
     counter = WorkCounter(model.rpn, model.roi_heads.box_roi_pool)
 
     def step(i):

@@ -5,7 +5,9 @@ Official containers (``reference/checkpoints.md``, confirmed in the official cod
 ``epoch_19.pth`` / ``epoch_17.pth``), NAE4PS saves the same keys as ``checkpoint.pth``. Both are
 torch 1.2 files; only ``"model"`` is used. The file is read with a restricted unpickler that only
 rebuilds tensors and a few containers (SeqNet's scheduler state holds a ``collections.Counter``,
-which ``torch.load(weights_only=True)`` refuses in torch 2.3), so no code stored in the file runs.
+which ``torch.load(weights_only=True)`` refuses in torch 2.3), so no code stored in the file runs;
+a file that needs more is refused, unless listed in ``PERSONSEARCH_TRUSTED_FILES``
+(:mod:`personsearch.utils.serialization`, the project's one loading policy).
 
 Key mapping (official -> personsearch), every official key accounted for:
 
@@ -35,13 +37,13 @@ Deliberately not converted, and reported: the background rows of the class-speci
 """
 
 import collections
-import io
-import pickle
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from personsearch.utils.serialization import load_torch_file, unsafe_globals
 
 SOURCES = ("seqnet", "nae", "nae+")
 NUM_ANCHOR_SIZES, NUM_ANCHOR_RATIOS = 5, 3
@@ -53,7 +55,8 @@ class ConversionError(ValueError):
 
 # ---- reading the file without running stored code ----
 
-_ALLOWED_GLOBALS = {
+# what the official files reference: tensors, storages and a few plain containers
+_ALLOWED = (
     ("collections", "OrderedDict"),
     ("collections", "Counter"),
     ("collections", "defaultdict"),
@@ -75,31 +78,8 @@ _ALLOWED_GLOBALS = {
     ("builtins", "frozenset"),
     ("_codecs", "encode"),
     ("torch.storage", "_load_from_bytes"),
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name} (only tensors and plain containers are allowed)"
-        )
-
-
-class _RestrictedPickleModule:
-    """A ``pickle_module`` for ``torch.load`` that only rebuilds tensors and containers."""
-
-    Unpickler = _RestrictedUnpickler
-    UnpicklingError = pickle.UnpicklingError
-
-    @staticmethod
-    def load(f, **kwargs):
-        return _RestrictedUnpickler(f, **kwargs).load()
-
-    @staticmethod
-    def loads(data, **kwargs):
-        return _RestrictedUnpickler(io.BytesIO(data), **kwargs).load()
+)
+_ALLOWED_GLOBALS = frozenset(f"{module}.{name}" for module, name in _ALLOWED)
 
 
 def load_official_state_dict(path: str) -> Tuple[Dict[str, torch.Tensor], List[str]]:
@@ -116,17 +96,12 @@ def load_official_state_dict(path: str) -> Tuple[Dict[str, torch.Tensor], List[s
     """
     notes = []
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        notes.append("read with torch.load(weights_only=True)")
-    except Exception:
-        try:
-            ckpt = torch.load(
-                path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule
-            )
-        except Exception as e:
-            raise ConversionError(
-                f"Cannot read {path!r} as a checkpoint: {type(e).__name__}: {e}"
-            ) from e
+        ckpt = load_torch_file(path, "official checkpoint", allowed_globals=_ALLOWED_GLOBALS)
+    except Exception as e:  # refused (UntrustedFileError), damaged, missing: say which file
+        raise ConversionError(f"Cannot read {path!r} as a checkpoint: {e}") from e
+    if unsafe_globals(path, _ALLOWED_GLOBALS):
+        notes.append("fully unpickled (listed in PERSONSEARCH_TRUSTED_FILES)")
+    else:
         notes.append(
             "read with a restricted unpickler (tensors and plain containers such as the "
             "scheduler's collections.Counter; no other code can run)"

@@ -1,12 +1,19 @@
 """Checkpointing that survives crashes and loads outside checkpoints as safely as possible."""
 
 import os
-import pickle
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from personsearch.utils.serialization import (
+    FileReadError,
+    UntrustedFileError,
+    check_saved_types,
+    load_pickle_file,
+    load_torch_file,
+)
 
 # Where the modules of detectron2's standard detectors (a model-zoo ``model_final_*.pkl`` holds
 # their full state-dict names) live in personsearch models, for the checkpoint keys the model
@@ -29,10 +36,12 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
       and ``last_checkpoint`` is replaced the same way, so a crash while saving never leaves a
       truncated checkpoint or a ``last_checkpoint`` naming one; ``--resume`` then continues from
       the previous complete checkpoint;
-    * **weights-only loading**: ``.pth`` files are read with ``torch.load(weights_only=True)``;
-      a file that needs arbitrary unpickling is loaded fully only after a warning that says so
-      (detectron2 model-zoo ``.pkl`` files are plain pickles and are always unpickled, which is
-      logged);
+    * **weights-only loading** (:mod:`personsearch.utils.serialization`): ``.pth``/``.pyth``
+      files are read with ``torch.load(weights_only=True)``, detectron2 model-zoo ``.pkl`` files
+      with an unpickler that rebuilds numpy arrays and nothing else; a file that needs arbitrary
+      unpickling is refused with :class:`~personsearch.utils.serialization.UntrustedFileError`
+      (which says how to allow a trusted file). Saved checkpoints hold only tensors and plain
+      Python values (checked before writing), so they always load weights-only;
     * **clear errors**: a ``MODEL.WEIGHTS`` that is missing or cannot be fetched names the path;
     * **one pretrained weight, several copies**: with detectron2's name-matching heuristics (model
       zoo ``.pkl`` files), a checkpoint key that is the best match of several model parameters
@@ -82,6 +91,7 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
+        check_saved_types(data, f"checkpoint {save_file!r}")
         self.logger.info(f"Saving checkpoint to {save_file}")
         _atomic_write(save_file, lambda f: torch.save(data, f), binary=True)
         self.tag_last_checkpoint(basename)
@@ -109,13 +119,16 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
             self._parsed_url_during_load = None
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        if filename.endswith(".pkl"):
-            self.logger.info(
-                f"{filename} is a pickle file (detectron2 model-zoo format); it is unpickled, "
-                "which cannot be restricted to weights: load only files you trust."
-            )
         try:
-            loaded = super()._load_file(filename)
+            if filename.endswith(".pkl"):
+                loaded = _model_zoo_checkpoint(load_pickle_file(filename, "checkpoint"), filename)
+                self.logger.info(f"Reading a file from {loaded['__author__']!r}")
+            elif filename.endswith(".pyth"):
+                loaded = _pycls_checkpoint(load_torch_file(filename, "checkpoint"), filename)
+            else:  # detectron2's handling of .pth (URL queries), reading with _torch_load
+                loaded = super()._load_file(filename)
+        except (UntrustedFileError, FileReadError, FileNotFoundError):
+            raise  # these name the file already
         except Exception as e:  # torch/pickle raise many types for damaged files
             raise ValueError(f"Cannot load checkpoint {filename!r}: {type(e).__name__}: {e}") from e
         if not isinstance(loaded.get("model"), dict):
@@ -126,14 +139,34 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
         return loaded
 
     def _torch_load(self, f: str) -> Dict[str, Any]:
-        try:
-            return torch.load(f, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            self.logger.warning(
-                f"{f} cannot be loaded with torch.load(weights_only=True) ({e}); loading it with "
-                "full unpickling, which can run code stored in the file: load only files you trust."
-            )
-            return torch.load(f, map_location="cpu", weights_only=False)
+        loaded = load_torch_file(f, "checkpoint")
+        if not isinstance(loaded, dict):
+            raise FileReadError(f"Checkpoint {f!r} holds a {type(loaded).__name__}, not a dict")
+        return loaded
+
+
+def _model_zoo_checkpoint(data: Any, filename: str) -> Dict[str, Any]:
+    """The checkpoint dict of a detectron2 model-zoo pickle: ``{"model", "__author__", ...}`` as
+    it is; a Caffe2/Detectron1 file (its weights at the top level, or under ``"blobs"`` for
+    detectors) becomes ``{"model": weights without the "_momentum" entries}``, loaded with
+    detectron2's name-matching heuristics."""
+    if not isinstance(data, dict):
+        raise FileReadError(
+            f"{filename!r}: a model-zoo pickle holds a dict, not a {type(data).__name__}"
+        )
+    if "model" in data and "__author__" in data:
+        return data
+    blobs = data.get("blobs", data)
+    weights = {k: v for k, v in blobs.items() if not str(k).endswith("_momentum")}
+    return {"model": weights, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+def _pycls_checkpoint(data: Any, filename: str) -> Dict[str, Any]:
+    """The checkpoint dict of a pycls ``.pyth`` file (its weights under ``"model_state"``)."""
+    if not isinstance(data, dict) or "model_state" not in data:
+        raise FileReadError(f"{filename!r}: a pycls .pyth checkpoint holds a 'model_state' dict")
+    state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+    return {"model": state, "__author__": "pycls", "matching_heuristics": True}
 
 
 def expand_shared_keys(model_keys, ckpt: Dict[str, Any], logger=None) -> Dict[str, Any]:

@@ -43,7 +43,7 @@ class GuardedTrainLoop(SimpleTrainer):
         self.amp_dtype = (
             autocast_dtype(amp_dtype, self.device_type, "SOLVER.AMP.DTYPE") if amp_dtype else None
         )
-        self.grad_scaler = torch.cuda.amp.GradScaler() if self.amp_dtype == torch.float16 else None
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
     def run_step(self):
         assert self.model.training, "[GuardedTrainLoop] model was changed to eval mode!"

@@ -2,7 +2,7 @@
 any search protocol can be re-scored offline (``tools/evaluate_search.py``) without the model.
 
 Format (``format_version`` 1): a ``torch.save``'d dict holding only tensors, lists, dicts, str, int
-and float, so ``torch.load(path, weights_only=True)`` reads it:
+and float, so it is read weights-only (:func:`personsearch.utils.serialization.load_torch_file`):
 
 .. code-block:: python
 
@@ -42,6 +42,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import numpy as np
 import torch
 from numpy.exceptions import ComplexWarning
+
+from personsearch.utils.serialization import FileReadError, check_saved_types, load_torch_file
 
 FORMAT_VERSION = 1
 RESULTS_FILENAME = "search_results.pth"
@@ -111,6 +113,7 @@ def save_results(path: str, results: Mapping[str, Any]) -> None:
         path: destination file (its folder is created if needed).
         results: a dict in the documented format (e.g. from :func:`build_results`).
     """
+    check_saved_types(dict(results), f"results file {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
@@ -125,21 +128,23 @@ def save_results(path: str, results: Mapping[str, Any]) -> None:
 
 
 def load_results(path: str) -> Dict[str, Any]:
-    """Read a results file with ``torch.load(..., weights_only=True)``.
+    """Read a results file weights-only (:func:`~personsearch.utils.serialization.load_torch_file`).
 
     Raises:
         FileNotFoundError: no such file.
+        UntrustedFileError: the file holds objects other than tensors and plain values.
         ValueError: the file is not a results dict of a known ``format_version``.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Results file not found: {path!r}")
     try:
-        results = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors of every kind: say which file
+        results = load_torch_file(path, "results file")
+    except FileReadError as e:  # damaged: say which file, and torch's own error
+        cause = e.__cause__ or e
         raise ValueError(
             f"{path!r} is not a readable person-search results file (truncated, corrupt or not "
-            f"written by torch.save): {type(e).__name__}: {e}"
-        ) from e
+            f"written by torch.save): {type(cause).__name__}: {cause}"
+        ) from cause
     if not isinstance(results, dict) or "format_version" not in results:
         what = type(results).__name__
         if isinstance(results, dict):

@@ -52,6 +52,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.serialization import load_arrays
 from .sources import file_sha1
 
 __all__ = [
@@ -520,7 +521,7 @@ class SearchIndex:
                 f"{shard['bytes']}: the file is truncated or was changed"
             )
         try:
-            with np.load(file, allow_pickle=False) as npz:
+            with load_arrays(file) as npz:
                 values = {k: npz[k] for k in _DET_FIELDS + _ITEM_FIELDS}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise SearchIndexError(

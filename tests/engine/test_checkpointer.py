@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from personsearch.engine.checkpointer import PersonSearchCheckpointer
+from personsearch.utils.serialization import TRUSTED_FILES_ENV, UntrustedFileError
 
 
 class NotATensor:
@@ -53,17 +54,24 @@ def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert ckpt2.resume_or_load("", resume=True)["iteration"] == 4
 
 
-def test_weights_only_load_and_fallback_with_warning(tmp_path, caplog):
+def test_weights_only_load_and_refusal_unless_trusted(tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv(TRUSTED_FILES_ENV, raising=False)
     model, ckpt = make(tmp_path)
     plain = tmp_path / "plain.pth"
     torch.save({"model": model.state_dict()}, plain)
     with caplog.at_level(logging.WARNING):
         ckpt.load(str(plain))
-    assert "weights_only" not in caplog.text
+    assert "unpickling" not in caplog.text
     odd = tmp_path / "odd.pth"
     torch.save({"model": model.state_dict(), "extra": NotATensor()}, odd)
+    with pytest.raises(UntrustedFileError) as e:
+        ckpt.load(str(odd))
+    # the message names the file, the class it would import and how to allow the file
+    assert f"{TRUSTED_FILES_ENV}={odd}" in str(e.value)
+    assert f"{__name__}.NotATensor" in str(e.value)
+    assert e.value.unsafe_globals == [f"{__name__}.NotATensor"]
+    monkeypatch.setenv(TRUSTED_FILES_ENV, str(tmp_path / "other.pth") + os.pathsep + str(odd))
     with caplog.at_level(logging.WARNING):
         loaded = ckpt.load(str(odd))
-    assert "cannot be loaded with torch.load(weights_only=True)" in caplog.text
-    assert "trust" in caplog.text
+    assert "full unpickling" in caplog.text and str(odd) in caplog.text
     assert loaded["extra"].value == 3

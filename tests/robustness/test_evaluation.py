@@ -17,6 +17,7 @@ from personsearch.evaluation import (
     score_results,
     validate_results,
 )
+from personsearch.utils.serialization import UntrustedFileError
 from tests.evaluation.toy import toy_model_io, toy_results, toy_split
 
 from .helpers import assert_names, damage_file, warnings_of
@@ -256,9 +257,9 @@ class _NotAllowed:
 def test_results_file_with_arbitrary_objects_is_not_unpickled(tmp_path):
     path = str(tmp_path / "r.pth")
     torch.save({"format_version": 1, "gallery": _NotAllowed()}, path)
-    with pytest.raises(ValueError, match="Unsupported class") as e:
+    with pytest.raises(UntrustedFileError, match="Refusing to load results file") as e:
         load_results(path)
-    assert_names(str(e.value), [path])
+    assert_names(str(e.value), [path, f"{__name__}._NotAllowed", "PERSONSEARCH_TRUSTED_FILES"])
 
 
 def _edited(results, edit):
