@@ -12,7 +12,11 @@ frame occupy the consecutive rows ``first_row .. first_row + num_rows - 1``)::
     detections(row PRIMARY KEY, item, x1, y1, x2,   one per stored detection; uncertainty NULL
                y2, score, uncertainty)              when the model outputs none
     commits(id, first_row, num_rows, crc32,         one per committed batch: the CRC-32 of its
-            items, time)                            bytes in embeddings.f16
+            items, time, scores, uncertainty)       bytes in embeddings.f16, and its rows' scores
+                                                    and uncertainties as float32 blobs (a copy of
+                                                    the detections' columns written in the same
+                                                    transaction: a search reads 10M rows' scores
+                                                    in a second instead of half a minute)
 
 Indexes: ``items(source, path)``, ``items(path)`` (path prefixes), ``items(time)``,
 ``items(camera)``, ``items(sha1)``. Removed images/frames leave their rows in
@@ -76,7 +80,9 @@ CREATE TABLE commits(
     num_rows INTEGER NOT NULL,
     crc32 INTEGER NOT NULL,
     items INTEGER NOT NULL,
-    time TEXT NOT NULL
+    time TEXT NOT NULL,
+    scores BLOB NOT NULL,
+    uncertainty BLOB NOT NULL
 );
 """
 

@@ -4,11 +4,15 @@ A :class:`SearchFilter` holds the conditions a user gives (all must hold): camer
 (image folder, dataset, video), a time range, a path prefix, a minimum detection score and a
 maximum uncertainty. :class:`CompiledFilter` binds one to an index:
 
-* conditions on images/frames (camera, source, time, path prefix) become one SQL ``WHERE`` over
-  the ``items`` table, answered through its indexes; the detections of an item are consecutive
-  rows, so matching items give row ranges without touching the ``detections`` table;
-* conditions on detections (score, uncertainty) are evaluated with numpy on the in-memory columns
-  (:class:`~personsearch.search.index.Columns`).
+* conditions on images/frames give a mask over the items: camera, source and time with numpy
+  on the item columns a search holds in memory (:class:`~personsearch.search.index.Columns`, read
+  from SQLite when the search opens), a path prefix through SQLite's index on ``items.path`` (a
+  range query); the detections of an item are consecutive rows, so matching items give row
+  ranges;
+* conditions on detections (score, uncertainty) are evaluated with numpy on the row columns.
+
+Measured on a simulated index of 1M detections (140k images): an SQL ``sum(num_rows)`` over a
+10 % time range took 45-120 ms on the busy 2-core machine, the numpy mask over the items ~2 ms.
 
 The searcher uses :meth:`CompiledFilter.rows` (every matching row) for small result sets and
 :meth:`CompiledFilter.passes` (which of some candidate rows match) to post-filter approximate
@@ -21,7 +25,7 @@ among still images, no camera names) is an error naming the field (:class:`Missi
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -181,7 +185,7 @@ class CompiledFilter:
                     f"Cannot filter on '{field}': search index {index.path!r} has no '{field}' "
                     f"field; {_WHY_MISSING[field]}"
                 )
-        self.where, self.params = self._item_sql(filt, index)
+        self.item_mask = self._item_mask(filt, index)
         self._det_fraction: Optional[float] = None
 
     @staticmethod
@@ -206,30 +210,35 @@ class CompiledFilter:
             ids.extend(found)
         return sorted(set(ids))
 
-    def _item_sql(self, filt: SearchFilter, index: SearchIndex) -> Tuple[str, List]:
-        terms, params = [], []
+    def _item_mask(self, filt: SearchFilter, index: SearchIndex) -> Optional[np.ndarray]:
+        """(M,) bool over the items of the columns, or None without item conditions."""
+        if not filt.has_item_terms:
+            return None
+        c = self.columns
+        mask = np.ones(len(c.item_id), bool)
         if filt.cameras:
-            terms.append(f"camera IN ({','.join('?' * len(filt.cameras))})")
-            params += list(filt.cameras)
+            codes = [i for i, n in enumerate(c.camera_names) if n in set(filt.cameras)]
+            mask &= np.isin(c.item_camera, codes)
         if filt.sources:
-            ids = self._source_ids(filt.sources, index)
-            terms.append(f"source IN ({','.join('?' * len(ids))})")
-            params += ids
+            mask &= np.isin(c.item_source, self._source_ids(filt.sources, index))
         if filt.time_from is not None:
-            terms.append("time >= ?")
-            params.append(float(filt.time_from))
+            mask &= c.item_time >= filt.time_from  # NaN (no time) never matches
         if filt.time_to is not None:
-            terms.append("time <= ?")
-            params.append(float(filt.time_to))
+            mask &= c.item_time <= filt.time_to
         if filt.path_prefix is not None:
             succ = _successor(filt.path_prefix)
             if succ is None:
-                terms.append("substr(path, 1, ?) = ?")
-                params += [len(filt.path_prefix), filt.path_prefix]
+                sql, params = "substr(path, 1, ?) = ?", [len(filt.path_prefix), filt.path_prefix]
             else:
-                terms.append("path >= ? AND path < ?")
-                params += [filt.path_prefix, succ]
-        return " AND ".join(terms), params
+                sql, params = "path >= ? AND path < ?", [filt.path_prefix, succ]
+            ids = np.array(
+                [r[0] for r in index._all(f"SELECT id FROM items WHERE {sql}", params)], np.int64
+            )
+            ids = ids[np.isin(ids, c.item_id)]  # items committed after the columns were read
+            prefix = np.zeros(len(c.item_id), bool)
+            prefix[c.item_positions(ids)] = True
+            mask &= prefix
+        return mask
 
     # -- detections -----------------------------------------------------------------------------
     def det_mask(self, rows: Optional[np.ndarray] = None) -> np.ndarray:
@@ -255,16 +264,14 @@ class CompiledFilter:
     # -- rows -----------------------------------------------------------------------------------
     def item_rows_count(self) -> int:
         """Rows of the items that meet the item conditions (live rows if there are none)."""
-        if not self.where:
+        if self.item_mask is None:
             return self.columns.num_live
-        return int(self.index._one(
-            f"SELECT coalesce(sum(num_rows), 0) FROM items WHERE {self.where}", self.params
-        ))  # fmt: skip
+        return int(self.columns.item_count[self.item_mask].sum())
 
     def estimate(self) -> int:
-        """About how many rows match (exact without item conditions; with both kinds, assuming
-        they are independent)."""
-        if not self.filter.has_item_terms:
+        """About how many rows match (exact unless there are conditions of both kinds: then
+        they are assumed independent)."""
+        if self.item_mask is None:
             if self.filter.has_det_terms:
                 return int(self.det_mask().sum())
             return self.columns.num_live
@@ -272,29 +279,19 @@ class CompiledFilter:
 
     def rows(self) -> np.ndarray:
         """Every matching row, sorted."""
-        if not self.where:
+        if self.item_mask is None:
             return np.flatnonzero(self.det_mask())
-        ranges = self.index._all(
-            f"SELECT first_row, num_rows FROM items WHERE {self.where} AND num_rows > 0",
-            self.params,
-        )
-        rows = ranges_to_rows(ranges)
+        c = self.columns
+        sel = self.item_mask & (c.item_count > 0)
+        rows = ranges_to_rows(np.stack([c.item_first[sel], c.item_count[sel]], 1))
         return rows[self.det_mask(rows)]
 
     def passes(self, rows: np.ndarray) -> np.ndarray:
         """Which of ``rows`` match (bool mask of the same shape)."""
         rows = np.asarray(rows, dtype=np.int64)
         mask = self.det_mask(rows)
-        if not self.where or not mask.any():
+        if self.item_mask is None or not mask.any():
             return mask
-        items = np.unique(self.columns.item[rows[mask]])
-        ok: Dict[int, bool] = {}
-        for s in range(0, len(items), 900):
-            part = items[s : s + 900].tolist()
-            q = ",".join("?" * len(part))
-            for (i,) in self.index._all(
-                f"SELECT id FROM items WHERE id IN ({q}) AND {self.where}", part + self.params
-            ):
-                ok[int(i)] = True
-        good = np.fromiter(ok.keys(), dtype=np.int64, count=len(ok))
-        return mask & np.isin(self.columns.item[rows], good)
+        pos = self.columns.item_positions(self.columns.item[rows[mask]])
+        mask[mask] = self.item_mask[pos]
+        return mask

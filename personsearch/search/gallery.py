@@ -12,13 +12,15 @@ How a query is answered (:meth:`GallerySearch.search_rows`):
   :class:`~personsearch.search.filters.CompiledFilter`): every matching row is gathered and
   searched exactly (pre-filtering; exact results);
 * **filter matching more rows, approximate index**: post-filtering with over-fetch. The index is
-  asked for ``rerank / fraction`` candidates (``fraction`` = estimated share of matching rows),
+  asked for ``rerank / fraction`` candidates from ``nprobe / fraction`` cells (``fraction`` =
+  estimated share of matching rows: as many matching rows are looked at as without a filter),
   the candidates that match are re-scored exactly; if fewer than needed match, the query is
   asked again with 4x the candidates and twice the cells, and as a last resort the matching rows
   are searched exactly. So a filtered query always returns the requested number of hits when
   that many rows match.
 """
 
+import copy
 import logging
 import math
 import os
@@ -111,6 +113,17 @@ class GallerySearch:
         self._full = None
         self.last_strategy = ""
 
+    def with_backend(self, backend: str) -> "GallerySearch":
+        """The same gallery (sharing the columns and memory maps) searched with another backend
+        (``"exact"``, ``"faiss"``, or ``"ann"`` if it has an approximate index)."""
+        if backend not in ("exact", "faiss", "ann"):
+            raise ValueError(f"with_backend: expected exact, faiss or ann, got {backend!r}")
+        if backend == "ann" and self.ann is None:
+            raise SearchIndexError(f"Search index {self.index.path!r} has no approximate index")
+        other = copy.copy(self)
+        other.backend, other._full = backend, None
+        return other
+
     # -- the searchers --------------------------------------------------------------------------
     def _full_searcher(self):
         if self._full is None:
@@ -132,14 +145,24 @@ class GallerySearch:
         s, i = searcher.search(q, k)
         return s, (i if rows is None else rows[i])
 
-    def _exact_subset(self, q: np.ndarray, rows: np.ndarray, k: int):
-        """Exact top-k among ``rows`` (sorted); returns (Q, <=k) scores and rows."""
+    def exact_in(self, q: np.ndarray, rows: np.ndarray, k: int, chunk: int = 1 << 18):
+        """Exact top-k of queries (Q, D) among ``rows`` (sorted), gathered from the memory map
+        ``chunk`` rows at a time (at most ``chunk`` x D float16 in memory).
+
+        Returns:
+            ``(scores, rows)``, both (Q, min(k, len(rows))).
+        """
+        q = np.ascontiguousarray(q, dtype=np.float32).reshape(-1, self.index.dim)
         if not len(rows):
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        sub = np.asarray(self.feats[rows])
-        w = None if self.weights is None else self.weights[rows]
-        s, i = ExactSearcher(sub, w).search(q, k)
-        return s, rows[i]
+        scores, found = [], []
+        for s in range(0, len(rows), chunk):
+            part = rows[s : s + chunk]
+            w = None if self.weights is None else self.weights[part]
+            sc, i = ExactSearcher(np.asarray(self.feats[part]), w).search(q, k)
+            scores.append(sc)
+            found.append(part[i])
+        return merge_top_k(np.concatenate(scores, 1), np.concatenate(found, 1), k)
 
     def _score(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact scores of one query (D,) against ``rows``."""
@@ -184,7 +207,7 @@ class GallerySearch:
             if not use_ann or estimate <= self.exact_limit:
                 self.last_strategy = "exact over the filtered rows"
                 rows = compiled.rows()
-                s, r = self._exact_subset(q, rows, k + extra)
+                s, r = self.exact_in(q, rows, k + extra)
                 return [self._finish(s[j], r[j], exclude[j], k) for j in range(len(q))]
             fraction = max(estimate / max(1, self.columns.num_live), 1e-6)
         else:
@@ -205,8 +228,10 @@ class GallerySearch:
         ann = self.ann
         covered = int(ann.meta["covered"])
         want = max(k, self.rerank)
+        # a filter keeps about a fraction of the rows: ask for 1/fraction as many candidates from
+        # 1/fraction as many cells, so that as many matching rows are looked at as without one
         n_cand = int(min(MAX_CANDIDATES, max(want, math.ceil(want / fraction))))
-        nprobe = self.nprobe
+        nprobe = int(min(ann.meta["nlist"], math.ceil(self.nprobe / fraction)))
         # rows committed after the approximate index was last updated: exact
         tail = np.arange(covered, self.columns.num_rows)
         tail = tail[self.columns.live[tail]]
@@ -230,7 +255,7 @@ class GallerySearch:
                 # a rare filter: search every matching row exactly
                 self.last_strategy = "exact over the filtered rows (after over-fetch)"
                 rows = compiled.rows()
-                s, r = self._exact_subset(q[None], rows, k + len(excluded))
+                s, r = self.exact_in(q[None], rows, k + len(excluded))
                 return self._finish(s[0], r[0], excluded, k)
             n_cand = int(min(MAX_CANDIDATES, n_cand * 4))
             nprobe = min(ann.meta["nlist"], nprobe * 2)

@@ -148,19 +148,33 @@ def atomic_write_bytes(path: str, write) -> None:
 
 @dataclass
 class Columns:
-    """Per-row arrays of an index, what a search needs in memory (R = committed rows).
+    """What a search keeps in memory: per-row and per-item arrays (R = committed rows, M = items;
+    read with :meth:`SearchIndex.columns`).
 
     Attributes:
         item: (R,) int64 item id of each row, -1 for a dead row (removed image/frame).
-        score: (R,) float32 detection score, 0 for a dead row.
-        uncertainty: (R,) float32, NaN where the model gave none (and for dead rows).
+        score: (R,) float32 detection score (0 for a dead row).
+        uncertainty: (R,) float32, NaN where the model gave none.
         live: (R,) bool.
+        item_id: (M,) int64 item ids, increasing.
+        item_source: (M,) int32 source ids.
+        item_time: (M,) float64 times, NaN if none.
+        item_camera: (M,) int32 index into ``camera_names``, -1 if none.
+        item_first: (M,) int64 first row. item_count: (M,) int64 rows.
+        camera_names: the distinct camera names.
     """
 
     item: np.ndarray
     score: np.ndarray
     uncertainty: np.ndarray
     live: np.ndarray
+    item_id: np.ndarray
+    item_source: np.ndarray
+    item_time: np.ndarray
+    item_camera: np.ndarray
+    item_first: np.ndarray
+    item_count: np.ndarray
+    camera_names: List[str]
 
     @property
     def num_rows(self) -> int:
@@ -171,6 +185,10 @@ class Columns:
     def num_live(self) -> int:
         """Rows that are not dead."""
         return int(self.live.sum())
+
+    def item_positions(self, ids: np.ndarray) -> np.ndarray:
+        """Positions in the item arrays of item ids (which must exist)."""
+        return np.searchsorted(self.item_id, ids)
 
 
 class SearchIndex:
@@ -483,40 +501,77 @@ class SearchIndex:
         return np.memmap(self.emb_path, dtype="<f2", mode="r", shape=(rows, self.dim))
 
     def columns(self, progress: bool = False, chunk: int = 1 << 18) -> Columns:
-        """The per-row arrays of :class:`Columns`, read from the database.
+        """The arrays of :class:`Columns`, read from the database in one read transaction (the
+        scores and uncertainties from the commits' blobs, the rest from the items table).
 
         Args:
             progress: show a tqdm bar.
-            chunk: rows fetched per query.
+            chunk: items fetched per query.
         """
         with db.db_errors(self.db_file):
             self.con.execute("BEGIN")
             try:
                 rows = int(db.get_meta(self.con, "rows", "0"))
-                item = np.full(rows, -1, np.int64)
                 score = np.zeros(rows, np.float32)
                 unc = np.full(rows, np.nan, np.float32)
-                starts = range(0, rows, chunk)
-                if progress and rows > chunk:
+                for first, n, s_blob, u_blob in self.con.execute(
+                    "SELECT first_row, num_rows, scores, uncertainty FROM commits"
+                ):
+                    score[first : first + n] = np.frombuffer(s_blob, "<f4", n)
+                    unc[first : first + n] = np.frombuffer(u_blob, "<f4", n)
+                m = int(self.con.execute("SELECT count(*) FROM items").fetchone()[0])
+                names = [r[0] for r in self.con.execute(
+                    "SELECT DISTINCT camera FROM items WHERE camera IS NOT NULL ORDER BY camera"
+                )]  # fmt: skip
+                code = {n: i for i, n in enumerate(names)}
+                num = np.empty((m, 5), np.float64)
+                cams = np.empty(m, np.int32)
+                cur = self.con.execute(
+                    "SELECT id, source, coalesce(time, 'nan'), first_row, num_rows, camera FROM "
+                    "items ORDER BY id"
+                )
+                bar = None
+                if progress and m > chunk:
                     from tqdm import tqdm
 
-                    starts = tqdm(starts, desc="reading detections", unit="chunk")
-                for start in starts:
-                    data = self.con.execute(
-                        "SELECT row, item, score, coalesce(uncertainty, 'nan') FROM detections "
-                        "WHERE row >= ? AND row < ?",
-                        (start, start + chunk),
-                    ).fetchall()
-                    if not data:
-                        continue
-                    arr = np.array(data, dtype=np.float64)
-                    r = arr[:, 0].astype(np.int64)
-                    item[r] = arr[:, 1]
-                    score[r] = arr[:, 2]
-                    unc[r] = arr[:, 3]
+                    bar = tqdm(total=m, desc="reading images/frames", unit="item")
+                at = 0
+                while True:
+                    part = cur.fetchmany(chunk)
+                    if not part:
+                        break
+                    num[at : at + len(part)] = [p[:5] for p in part]
+                    cams[at : at + len(part)] = [code.get(p[5], -1) for p in part]
+                    at += len(part)
+                    if bar is not None:
+                        bar.update(len(part))
+                if bar is not None:
+                    bar.close()
             finally:
                 self.con.execute("COMMIT")
-        return Columns(item=item, score=score, uncertainty=unc, live=item >= 0)
+        item_id = num[:at, 0].astype(np.int64)
+        first, count = num[:at, 3].astype(np.int64), num[:at, 4].astype(np.int64)
+        item = np.full(rows, -1, np.int64)
+        nz = np.flatnonzero(count > 0)
+        nz = nz[np.argsort(first[nz], kind="stable")]
+        item[ranges_to_rows(np.stack([first[nz], count[nz]], 1))] = np.repeat(
+            item_id[nz], count[nz]
+        )
+        live = item >= 0
+        score[~live] = 0.0
+        return Columns(
+            item=item,
+            score=score,
+            uncertainty=unc,
+            live=live,
+            item_id=item_id,
+            item_source=num[:at, 1].astype(np.int32),
+            item_time=num[:at, 2],
+            item_camera=cams[:at],
+            item_first=first,
+            item_count=count,
+            camera_names=names,
+        )
 
     def load(self, return_rows: bool = False):
         """Every live detection and every image/frame as one :class:`Entries` (reads the whole
@@ -742,10 +797,12 @@ class SearchIndex:
             con.execute("BEGIN IMMEDIATE")
             try:
                 cid = con.execute(
-                    "INSERT INTO commits(first_row, num_rows, crc32, items, time) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (first, entries.num_dets, crc, entries.num_items, now()),
-                ).lastrowid
+                    "INSERT INTO commits(first_row, num_rows, crc32, items, time, scores, "
+                    "uncertainty) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (first, entries.num_dets, crc, entries.num_items, now(),
+                     entries.scores.astype("<f4").tobytes(),
+                     entries.uncertainty.astype("<f4").tobytes()),
+                ).lastrowid  # fmt: skip
                 base = int(con.execute("SELECT coalesce(max(id), -1) + 1 FROM items").fetchone()[0])
                 e = entries
                 con.executemany(

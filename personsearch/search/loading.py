@@ -155,6 +155,11 @@ def _worker_init(_):
 def make_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
     """A DataLoader of lists of :class:`Loaded` (``batch_size`` each, the last may be shorter).
 
+    Workers are started with ``spawn``, not forked: a process forked after OpenCV's thread pool
+    has run (any ``cv2.resize`` in the parent) inherits the pool's locks and deadlocks in its
+    first OpenCV call (seen: two workers blocked in ``pthread_cond_destroy`` inside cv2). A
+    spawned worker imports torch and OpenCV afresh (a few seconds, once per run).
+
     Args:
         num_workers: decoding processes (0: decode in this process).
     """
@@ -167,4 +172,5 @@ def make_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
         worker_init_fn=_worker_init if num_workers else None,
         prefetch_factor=2 if num_workers else None,
         persistent_workers=False,
+        multiprocessing_context="spawn" if num_workers else None,
     )
