@@ -351,6 +351,12 @@ def update_ann(
         return None
     if kind != "auto" and kind not in ANN_KINDS:
         raise ValueError(f"--ann must be auto, none or one of {ANN_KINDS}, got {kind!r}")
+    if kind == "auto":
+        try:
+            _faiss()
+        except ImportError as e:
+            logger.warning(f"no approximate index: {e}")
+            return None
     columns = columns or index.columns(progress=progress)
     live = np.flatnonzero(columns.live)
     feats = index.embeddings()

@@ -96,7 +96,12 @@ class GallerySearch:
         self.ann: Optional[AnnIndex] = None
         if backend in ("auto", "ann"):
             if AnnIndex.exists(index):
-                self.ann = AnnIndex.load(index)
+                try:
+                    self.ann = AnnIndex.load(index)
+                except ImportError as e:
+                    if backend == "ann":
+                        raise
+                    logger.warning(f"searching exactly: {e}")
             elif backend == "ann":
                 raise SearchIndexError(
                     f"Search index {index.path!r} has no approximate index; build one with "

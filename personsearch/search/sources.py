@@ -93,11 +93,12 @@ def check_image_file(path: str, what: str = "image") -> None:
 def jpeg_is_complete(data: bytes) -> bool:
     """Whether JPEG bytes end their last scan with the end-of-image marker.
 
-    A truncated JPEG decodes without error in OpenCV (the missing part grey), so it is detected
-    here: in entropy-coded data ``FF`` is always followed by ``00`` or a restart marker, so the
-    markers SOS (``FFDA``, start of a scan) and EOI (``FFD9``) are unambiguous; a complete file has
-    an EOI after its last SOS (an EXIF thumbnail's own EOI comes before the main image's scans).
-    Bytes after the EOI (e.g. appended metadata) are allowed.
+    What OpenCV makes of a truncated JPEG depends on its build (libjpeg's default is a warning and
+    a grey rest of the image; the opencv-python 4.x wheel used here returns None), so it is
+    detected here, the same way everywhere: in entropy-coded data ``FF`` is always followed by
+    ``00`` or a restart marker, so the markers SOS (``FFDA``, start of a scan) and EOI (``FFD9``)
+    are unambiguous; a complete file has an EOI after its last SOS (an EXIF thumbnail's own EOI
+    comes before the main image's scans). Bytes after the EOI (e.g. appended metadata) are allowed.
     """
     return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
 

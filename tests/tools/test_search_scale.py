@@ -309,7 +309,9 @@ def test_killed_multi_process_run_resumes_without_losing_commits(
     _assert_same_entries(all_entries(single_process_index), after)
 
 
-def test_multi_process_errors_before_starting(tool, big_gallery, weights, tmp_path, capsys):
+def test_multi_process_errors_before_starting(
+    tool, big_gallery, weights, single_process_index, tmp_path, capsys
+):
     err = error_of(tool, capsys, *index_args(["--images", big_gallery], tmp_path / "i",
                                              weights["a"], "--machine-rank", "1"))  # fmt: skip
     assert "--machine-rank must be in [0, 1), got 1" in err
@@ -319,6 +321,14 @@ def test_multi_process_errors_before_starting(tool, big_gallery, weights, tmp_pa
     err = error_of(tool, capsys, *index_args(["--images", big_gallery], tmp_path / "i",
                                              weights["a"], "--num-workers", "-1"))  # fmt: skip
     assert "--num-workers must be >= 0, got -1" in err
+    # an index of another model is refused in this process, before workers are started
+    other = _weights(tmp_path / "b.pth", 1)
+    before = (single_process_index / "index.sqlite").read_bytes()
+    t0 = time.time()
+    err = error_of(tool, capsys, *index_args(["--images", big_gallery], single_process_index,
+                                             other, "--num-gpus", "2"))  # fmt: skip
+    assert "was built by another model" in err and "b.pth" in err
+    assert time.time() - t0 < 60 and (single_process_index / "index.sqlite").read_bytes() == before
 
 
 # ------------------------------------------------------------------------------------------------
