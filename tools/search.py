@@ -43,6 +43,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import Dict, List, Optional
 
 logger = logging.getLogger("personsearch.search")
@@ -409,6 +410,7 @@ def _index_worker(args: argparse.Namespace) -> Dict:
             index, predictor, args.score_thresh, args.shard_size, args.batch_size,
             args.num_workers,
         )  # fmt: skip
+        t0 = time.perf_counter()
         if args.video:
             stats = indexer.index_video(
                 args.video, args.every, args.start_time_s, camera=args.camera
@@ -418,12 +420,15 @@ def _index_worker(args: argparse.Namespace) -> Dict:
             root, images, skipped, source, cameras = args.image_source
             stats = indexer.index_images(root, images, source, skipped, cameras)
             what = f"{len(images)} images under {root}"
-        out: Dict = {"stats": stats}
+        seconds = time.perf_counter() - t0
+        processed = stats.new + stats.changed + stats.unreadable
+        out: Dict = {"stats": stats, "seconds": seconds, "images_per_s": processed / seconds}
         if dist.is_main():
-            ann = update_ann(index, args.ann, ann_params(args))
             print(f"indexed {what}: {stats.summary()}")
-            if world > 1:
-                print(f"  in {world} processes")
+            print(f"  {processed} images/frames read in {seconds:.1f} s ({processed / seconds:.2f} "
+                  f"per second; batch size {args.batch_size}, {args.num_workers} decoding "
+                  f"workers, {world} process{'es' if world > 1 else ''})")  # fmt: skip
+            ann = update_ann(index, args.ann, ann_params(args))
             print(
                 f"index {args.index}: {index.num_items} images/frames, {index.num_dets} "
                 f"detections, {index.num_commits} commits"

@@ -273,7 +273,7 @@ def test_two_processes_index_like_one(big_gallery, weights, single_process_index
                     "--dist-url", local_dist_url(), "--shard-size", "2")  # fmt: skip
     code, log = _run_tool(cmd, tmp_path / "log.txt")
     assert code == 0, log[-3000:]
-    assert "12 seen: 12 new" in log and "in 2 processes" in log
+    assert "12 seen: 12 new" in log and "2 processes)" in log
     _assert_same_entries(all_entries(single_process_index), all_entries(index))
     with SearchIndex.open(str(index)) as i:
         # each step commits both ranks' images together: 12 images, 2 per rank per step
