@@ -5,6 +5,7 @@
     python tools/benchmark.py train --config-file configs/synthetic/OIM_R10.yaml [KEY VALUE ...]
     python tools/benchmark.py inference --config-file configs/synthetic/OIM_R10.yaml [KEY VALUE ...]
     python tools/benchmark.py search-index [--num-dets 1000000] [--dim 256] [--batch 64] [--faiss]
+    python tools/benchmark.py search-scale --num-dets 10000000 --dim 512 --index-dir /tmp/sim10m
 
 Subcommands:
     search-eval   time the search/detection protocol scoring on a synthetic results set of full
@@ -17,6 +18,11 @@ Subcommands:
     search-index  time the exact top-k search of tools/search.py on a random index of N float16
                   embeddings (default 1,000,000, D=256) for 1 query and a batch of queries;
                   --faiss also times FAISS IndexFlatIP and checks it returns the same hits.
+    search-scale  build (or reuse) a simulated archive index of N detections on disk and its
+                  approximate index (FAISS IVF-PQ), then time single queries exactly and
+                  approximately (with exact re-ranking) and with filters, and print recall@10
+                  against exact search and the bytes per detection on disk and in memory
+                  (personsearch/benchmark/search_scale.py).
 
 The model benchmarks exclude data loading (detectron2's ``data_time`` shows it during training).
 On a GPU they synchronise CUDA around every timed step; memory is the peak allocated by torch on the
@@ -447,6 +453,68 @@ def run_search_index(args: argparse.Namespace) -> Dict[str, float]:
         with open(args.json_out, "w") as f:
             json.dump({"args": _args_dict(args), "timings_s": timings}, f, indent=2)
     return timings
+
+
+# ------------------------------------------------------------------------------------------------
+# search-scale: a simulated archive index, exact vs approximate search, filters, memory
+# ------------------------------------------------------------------------------------------------
+def add_search_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    # where the simulated index is built (reused by the next run with the same simulation)
+    parser.add_argument("--index-dir", required=True, help="folder of the simulated index")
+    parser.add_argument("--num-dets", type=int, default=1_000_000, help="simulated detections")
+    # embedding size: 512 = the fused UGAS R50 embedding (256 deep + 256 shallow)
+    parser.add_argument("--dim", type=int, default=512)
+    # clustered: identities near a low-dimensional subspace; uniform: no structure (worst case)
+    parser.add_argument("--sim", default="clustered", choices=("clustered", "uniform"))
+    parser.add_argument("--dets-per-id", type=int, default=20, help="mean detections per person")
+    parser.add_argument("--noise", type=float, default=0.03, help="per-dimension detection noise")
+    parser.add_argument("--kind", default="ivf-pq", choices=("ivf-pq", "ivf-flat"))
+    parser.add_argument("--nlist", type=int, default=0, help="cells (default ~2 sqrt(N))")
+    parser.add_argument("--pq-m", type=int, default=0, help="PQ codes per vector (default D/8)")
+    # approximate settings measured: comma-separated cells visited and candidates re-scored
+    parser.add_argument("--nprobe", default="16,32,64", help="cells visited (comma-separated)")
+    parser.add_argument("--rerank", default="256", help="candidates re-scored (comma-separated)")
+    parser.add_argument("--queries", type=int, default=100, help="queries (recall, latency)")
+    parser.add_argument("--exact-queries", type=int, default=5, help="single exact queries timed")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--no-filters", action="store_true", help="skip the filtered searches")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", dest="json_out", default="", help="also write the results here")
+
+
+def run_search_scale(args: argparse.Namespace) -> Dict:
+    from personsearch.benchmark.search_scale import (
+        SimulationSpec,
+        measure_search_scale,
+        print_report,
+    )
+
+    def ints(text: str, flag: str) -> List[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise SystemExit(f"benchmark search-scale: {flag} expects integers, got {text!r}")
+        if not values or min(values) < 1:
+            raise SystemExit(f"benchmark search-scale: {flag} expects integers >= 1, got {text!r}")
+        return values
+
+    if args.num_dets < 1000 or args.dim < 8 or args.queries < 1 or args.top_k < 1:
+        raise SystemExit("benchmark search-scale: need --num-dets >= 1000, --dim >= 8, "
+                         "--queries >= 1, --top-k >= 1")  # fmt: skip
+    spec = SimulationSpec(
+        num_dets=args.num_dets, dim=args.dim, sim=args.sim, dets_per_id=args.dets_per_id,
+        noise=args.noise, seed=args.seed,
+    )  # fmt: skip
+    res = measure_search_scale(
+        args.index_dir, spec, args.kind, ints(args.nprobe, "--nprobe"),
+        ints(args.rerank, "--rerank"), args.queries, args.exact_queries, args.top_k, args.nlist,
+        args.pq_m, filters=not args.no_filters,
+    )  # fmt: skip
+    print_report(res)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"args": _args_dict(args), "results": res}, f, indent=2)
+    return res
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1011,6 +1079,11 @@ SUBCOMMANDS = {
         "time top-k search over a random search index (tools/search.py query), 1M detections",
         add_search_index_arguments,
         run_search_index,
+    ),
+    "search-scale": (
+        "a simulated archive index: exact vs approximate search, recall, filters, memory",
+        add_search_scale_arguments,
+        run_search_scale,
     ),
     "compare": (
         "several configs side by side with the plain detector (and the official code): "

@@ -8,15 +8,17 @@ from .exact import ExactSearcher
 
 __all__ = ["SEARCH_BACKENDS", "build_searcher"]
 
-# "exact": chunked matrix products (default, no extra package); "faiss": FAISS IndexFlatIP.
-SEARCH_BACKENDS = ("exact", "faiss")
+# what ``tools/search.py query --backend`` accepts (see personsearch.search.gallery): "auto" (the
+# approximate index if the index has one, else "exact"), "exact" (chunked matrix products, no
+# extra package), "faiss" (FAISS IndexFlatIP, exact), "ann" (the approximate index)
+SEARCH_BACKENDS = ("auto", "exact", "faiss", "ann")
 
 
 def build_searcher(backend: str, gallery: np.ndarray, weights: Optional[np.ndarray] = None):
-    """A searcher over ``gallery`` (N, D) with optional (N,) similarity ``weights``.
+    """An exact searcher over ``gallery`` (N, D) with optional (N,) similarity ``weights``.
 
     Args:
-        backend: one of :data:`SEARCH_BACKENDS`.
+        backend: ``"exact"`` or ``"faiss"``.
 
     Returns:
         An object with ``search(queries (Q, D), k) -> (scores (Q, k), indices (Q, k))``.
@@ -27,6 +29,4 @@ def build_searcher(backend: str, gallery: np.ndarray, weights: Optional[np.ndarr
         from .faiss_backend import FaissSearcher
 
         return FaissSearcher(gallery, weights)
-    raise ValueError(
-        f"Unknown search backend {backend!r}; choose from {', '.join(SEARCH_BACKENDS)}"
-    )
+    raise ValueError(f"Unknown exact search backend {backend!r}; choose from exact, faiss")

@@ -14,6 +14,7 @@ float32 buffer and (Q, chunk) similarities.
 """
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Tuple
 
@@ -56,6 +57,16 @@ def merge_top_k(scores: np.ndarray, indices: np.ndarray, k: int) -> Tuple[np.nda
     return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
 
 
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory (also a read-only memory map: it is only read)."""
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "the given NumPy array is not writable"
+        return torch.from_numpy(array)
+
+
 class ExactSearcher:
     """Exact inner-product search over a gallery of embeddings.
 
@@ -63,6 +74,8 @@ class ExactSearcher:
         gallery: (N, D) float16 or float32 embeddings (L2-normalised: scores are cosines).
         weights: optional (N,) per-row factors applied to the similarities (CWS: the detection
             scores).
+        valid: optional (N,) bool: rows that may be returned (the others score -inf, e.g. the
+            dead rows of an index).
         chunk_size: gallery rows per matrix product.
         workers: threads, each searching a part of the gallery; default: torch's intra-op thread
             count (the CPU cores), at most one per chunk.
@@ -76,13 +89,17 @@ class ExactSearcher:
         weights: Optional[np.ndarray] = None,
         chunk_size: int = 4096,
         workers: Optional[int] = None,
+        valid: Optional[np.ndarray] = None,
     ):
         if gallery.ndim != 2:
             raise ValueError(f"gallery: expected (N, D) embeddings, got shape {gallery.shape}")
         if weights is not None and np.shape(weights) != (len(gallery),):
             raise ValueError(f"weights: expected ({len(gallery)},), got {np.shape(weights)}")
         self.gallery = gallery
+        if valid is not None and np.shape(valid) != (len(gallery),):
+            raise ValueError(f"valid: expected ({len(gallery)},), got {np.shape(valid)}")
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        self.valid = None if valid is None or np.all(valid) else np.asarray(valid, dtype=bool)
         self.chunk_size = max(1, int(chunk_size))
         self.workers = workers
 
@@ -105,7 +122,7 @@ class ExactSearcher:
         nq, k = len(queries), min(int(k), n)
         if k < 1 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
-        gallery = torch.from_numpy(np.ascontiguousarray(self.gallery))
+        gallery = _as_tensor(self.gallery)
         q = torch.from_numpy(queries)
         chunks = -(-n // self.chunk_size)
         workers = self.workers or min(torch.get_num_threads(), os.cpu_count() or 1)
@@ -154,6 +171,8 @@ class ExactSearcher:
                 values = out.numpy()
                 if self.weights is not None:
                     values *= self.weights[start:stop]
+                if self.valid is not None:
+                    values[:, ~self.valid[start:stop]] = -np.inf
                 sel = top_k_rows(values, min(k, stop - start))
                 cand_scores.append(np.take_along_axis(values, sel, axis=1))
                 cand_indices.append(sel + start)

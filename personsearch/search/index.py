@@ -1,42 +1,30 @@
-"""On-disk search index: detections, embeddings and their source images/frames.
+"""On-disk search index (format version 2): embeddings in one memory-mappable file, metadata in
+SQLite, an optional approximate index.
 
 Layout of an index folder::
 
     OUT/
-      manifest.json           the only source of truth, replaced atomically (tmp + fsync + rename)
-      shards/shard_000000.npz one file per committed batch of images/frames, never modified
-      shards/shard_000001.npz
-      .lock                   held (flock) by the process writing the index
+      manifest.json      format, version, the model (fingerprint, config) and settings; written
+                         once (atomically: tmp + fsync + rename), its presence makes OUT an index
+      index.sqlite       the metadata and the commit log (personsearch.search.database)
+      embeddings.f16     (rows, D) little-endian float16, L2-normalised, append-only; row r is
+                         the detection with ``detections.row = r``
+      ann/               optional approximate index over the rows (personsearch.search.ann)
+      .lock              held (flock) by the process writing the index
 
-A shard is an uncompressed ``.npz`` (``np.load(allow_pickle=False)``) of:
+Committing a batch of images/frames: its embeddings are appended to ``embeddings.f16`` and
+fsync'ed, then one SQLite transaction inserts its items, detections and a ``commits`` record (row
+range and CRC-32 of the bytes) and advances ``meta.rows``. A crash before that transaction ends
+leaves bytes past ``meta.rows``: they are cut off the next time the index is opened for writing.
+Nothing committed is ever rewritten; removing images (changed or deleted files) deletes their
+metadata and leaves their embeddings as dead rows that no search returns.
 
-==================  ===========  ======================================================
-array               shape/dtype  meaning
-==================  ===========  ======================================================
-``feats``           (N, D) f16   L2-normalised embeddings of the detections
-``boxes``           (N, 4) f32   XYXY boxes in original-image pixels
-``scores``          (N,) f32     detection scores (already >= the index's score threshold)
-``det_item``        (N,) i64     which image/frame of the shard each detection is in (sorted)
-``item_source``     (M,) i32     index into ``manifest["sources"]``
-``item_path``       (M,) str     path relative to the source's root (images), video file name
-``item_sha1``       (M,) str     SHA-1 of the image file / of the video file
-``item_frame``      (M,) i64     video frame index, -1 for still images
-``item_time``       (M,) f64     video timestamp in seconds, NaN for still images
-``item_hw``         (M, 2) i32   image/frame height and width
-==================  ===========  ======================================================
+Checks: every open compares the sizes (a truncated ``embeddings.f16`` is an error naming it);
+SQLite reports a damaged database; :meth:`SearchIndex.verify` recomputes the CRC-32 of every
+commit (``tools/search.py verify``; an exact search, which reads every row anyway, verifies first).
 
-Images and frames without detections are stored too (M counts them), so they are not processed
-again. A shard is written to ``*.tmp`` and renamed, then the manifest that lists it is replaced:
-a run interrupted at any point leaves the previous manifest and every shard it lists intact; shard
-files the manifest does not list are leftovers and are deleted the next time the index is opened
-for writing. Dropping entries (changed or removed files) writes the affected shards again without
-them (new names), switches the manifest, then deletes the old files.
-
-``manifest.json`` holds the format and version, the model (config dump, weights path, SHA-1 of the
-weights file and of the model-relevant part of the config, and their combined fingerprint), the
-settings (score threshold, embedding size), the sources (image folders, datasets, videos) and the
-list of shards with their item/detection counts and byte sizes (a truncated shard is detected
-before it is read; a damaged one fails the zip CRC check when read).
+Version 1 indexes (``.npz`` shards listed in the manifest) are refused with a message naming
+``tools/search.py migrate`` (:mod:`personsearch.search.legacy`).
 """
 
 import contextlib
@@ -46,19 +34,22 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
-from dataclasses import dataclass, fields
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+import shutil
+import zlib
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..utils.serialization import load_arrays
+from . import database as db
+from .entries import Entries
+from .errors import IndexMismatchError, SearchIndexError
 from .sources import file_sha1
 
 __all__ = [
     "FORMAT",
     "VERSION",
-    "Entries",
+    "Columns",
     "IndexMismatchError",
     "SearchIndex",
     "SearchIndexError",
@@ -68,167 +59,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "personsearch-search-index"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
-SHARD_DIR = "shards"
+DATABASE = "index.sqlite"
+EMBEDDINGS = "embeddings.f16"
+ANN_DIR = "ann"
 LOCK = ".lock"
-
-
-class SearchIndexError(ValueError):
-    """An index folder that cannot be used: missing, corrupt, truncated, empty, locked."""
-
-
-class IndexMismatchError(SearchIndexError):
-    """An index built with another model, config or settings than the current run's."""
-
-
-# ------------------------------------------------------------------------------------------------
-# entries: the arrays of a shard, or of a whole index
-# ------------------------------------------------------------------------------------------------
-_DET_FIELDS = ("feats", "boxes", "scores", "det_item")
-_ITEM_FIELDS = ("item_source", "item_path", "item_sha1", "item_frame", "item_time", "item_hw")
-
-
-@dataclass
-class Entries:
-    """Detections (N) and the images/frames (M) they were found in. See the module docstring for
-    each array; ``det_item`` indexes the item arrays and is non-decreasing."""
-
-    feats: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    det_item: np.ndarray
-    item_source: np.ndarray
-    item_path: np.ndarray
-    item_sha1: np.ndarray
-    item_frame: np.ndarray
-    item_time: np.ndarray
-    item_hw: np.ndarray
-
-    @property
-    def num_dets(self) -> int:
-        """N."""
-        return int(len(self.scores))
-
-    @property
-    def num_items(self) -> int:
-        """M."""
-        return int(len(self.item_source))
-
-    @property
-    def dim(self) -> int:
-        """D."""
-        return int(self.feats.shape[1])
-
-    @classmethod
-    def empty(cls, dim: int) -> "Entries":
-        """No detections, no items, embeddings of size ``dim``."""
-        return cls.from_items(np.zeros((0, dim), np.float16), [], [], [], [], [])
-
-    @classmethod
-    def from_items(
-        cls,
-        feats: np.ndarray,
-        per_item: Sequence[Tuple[np.ndarray, np.ndarray]],
-        sources: Sequence[int],
-        paths: Sequence[str],
-        sha1s: Sequence[str],
-        frames: Sequence[Tuple[int, float, int, int]],
-    ) -> "Entries":
-        """Build entries from per-item detections.
-
-        Args:
-            feats: (N, D) embeddings of all items' detections, item after item.
-            per_item: per item ``(boxes (n_i, 4), scores (n_i,))``, sum n_i = N.
-            sources, paths, sha1s: per item its source id, path and content hash.
-            frames: per item ``(frame, time_s, height, width)``.
-        """
-        counts = np.array([len(s) for _, s in per_item], dtype=np.int64)
-        m = len(per_item)
-        return cls(
-            feats=np.ascontiguousarray(feats, dtype=np.float16),
-            boxes=np.concatenate([b for b, _ in per_item] + [np.zeros((0, 4))]).astype(np.float32),
-            scores=np.concatenate([s for _, s in per_item] + [np.zeros(0)]).astype(np.float32),
-            det_item=np.repeat(np.arange(m, dtype=np.int64), counts),
-            item_source=np.asarray(sources, dtype=np.int32).reshape(m),
-            item_path=np.asarray(paths, dtype=str).reshape(m),
-            item_sha1=np.asarray(sha1s, dtype=str).reshape(m),
-            item_frame=np.asarray([f[0] for f in frames], dtype=np.int64).reshape(m),
-            item_time=np.asarray([f[1] for f in frames], dtype=np.float64).reshape(m),
-            item_hw=np.asarray([f[2:] for f in frames], dtype=np.int32).reshape(m, 2),
-        )
-
-    @classmethod
-    def concat(cls, parts: Sequence["Entries"], dim: int) -> "Entries":
-        """One :class:`Entries` of several (``det_item`` renumbered)."""
-        if not parts:
-            return cls.empty(dim)
-        offsets = np.cumsum([0] + [p.num_items for p in parts[:-1]])
-        values = {}
-        for f in fields(cls):
-            arrays = [getattr(p, f.name) for p in parts]
-            if f.name == "det_item":
-                arrays = [a + o for a, o in zip(arrays, offsets)]
-            values[f.name] = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-        return cls(**values)
-
-    def select_items(self, keep: np.ndarray) -> "Entries":
-        """The entries of the items where ``keep`` (M,) is True, with their detections."""
-        keep = np.asarray(keep, dtype=bool)
-        new_id = np.cumsum(keep) - 1
-        det_keep = keep[self.det_item]
-        values = {f: getattr(self, f)[keep] for f in _ITEM_FIELDS}
-        values.update({f: getattr(self, f)[det_keep] for f in ("feats", "boxes", "scores")})
-        values["det_item"] = new_id[self.det_item[det_keep]]
-        return Entries(**values)
-
-    def select_dets_none(self) -> "Entries":
-        """The same items without any detection (to keep only the item table in memory)."""
-        values = {f: getattr(self, f) for f in _ITEM_FIELDS}
-        values.update(
-            feats=self.feats[:0],
-            boxes=self.boxes[:0],
-            scores=self.scores[:0],
-            det_item=self.det_item[:0],
-        )
-        return Entries(**values)
-
-    def item_ranges(self) -> np.ndarray:
-        """(M + 1,) offsets: item m's detections are rows ``[r[m], r[m + 1])``."""
-        return np.searchsorted(self.det_item, np.arange(self.num_items + 1), side="left")
-
-    def validate(self, where: str, dim: Optional[int] = None) -> None:
-        """Check shapes, dtypes and consistency; ``SearchIndexError`` naming ``where`` if not."""
-        n, m = self.num_dets, self.num_items
-
-        def fail(msg):
-            raise SearchIndexError(f"{where}: {msg}; the index is damaged (rebuild it)")
-
-        if self.feats.ndim != 2 or self.feats.dtype != np.float16:
-            fail(f"'feats' must be (N, D) float16, got {self.feats.shape} {self.feats.dtype}")
-        if dim is not None and self.feats.shape[1] != dim:
-            fail(f"embeddings have size {self.feats.shape[1]}, the manifest says {dim}")
-        expected = {
-            "feats": (n, self.feats.shape[1]),
-            "boxes": (n, 4),
-            "scores": (n,),
-            "det_item": (n,),
-            "item_source": (m,),
-            "item_path": (m,),
-            "item_sha1": (m,),
-            "item_frame": (m,),
-            "item_time": (m,),
-            "item_hw": (m, 2),
-        }
-        for name, shape in expected.items():
-            if getattr(self, name).shape != shape:
-                fail(f"'{name}' has shape {getattr(self, name).shape}, expected {shape}")
-        if n and (self.det_item.min() < 0 or self.det_item.max() >= m):
-            fail("'det_item' refers to images/frames that are not in the shard")
-        if n > 1 and np.any(np.diff(self.det_item) < 0):
-            fail("'det_item' is not sorted")
-        if not (np.isfinite(self.scores).all() and np.isfinite(self.boxes).all()):
-            fail("boxes or scores are not finite")
+# files an interrupted creation may leave in a folder that has no manifest yet
+_OWN_FILES = {DATABASE, DATABASE + "-journal", EMBEDDINGS, LOCK, MANIFEST + ".tmp", ANN_DIR}
+# fields a filter can use that an index may lack (set in meta 'fields' when first stored)
+OPTIONAL_FIELDS = ("camera", "time", "uncertainty")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,13 +118,15 @@ def model_fingerprint(cfg, weights: str) -> Dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# the index folder
+# helpers
 # ------------------------------------------------------------------------------------------------
-def _now() -> str:
+def now() -> str:
+    """UTC time, ISO 8601, seconds."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """fsync a folder (a rename in it becomes durable)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -293,14 +135,60 @@ def _fsync_dir(path: str) -> None:
             os.close(fd)
 
 
-def _atomic_write_bytes(path: str, write) -> None:
+def atomic_write_bytes(path: str, write) -> None:
+    """Write ``path`` through ``write(file)`` into ``path.tmp``, fsync, rename."""
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+@dataclass
+class Columns:
+    """What a search keeps in memory: per-row and per-item arrays (R = committed rows, M = items;
+    read with :meth:`SearchIndex.columns`).
+
+    Attributes:
+        item: (R,) int64 item id of each row, -1 for a dead row (removed image/frame).
+        score: (R,) float32 detection score (0 for a dead row).
+        uncertainty: (R,) float32, NaN where the model gave none.
+        live: (R,) bool.
+        item_id: (M,) int64 item ids, increasing.
+        item_source: (M,) int32 source ids.
+        item_time: (M,) float64 times, NaN if none.
+        item_camera: (M,) int32 index into ``camera_names``, -1 if none.
+        item_first: (M,) int64 first row. item_count: (M,) int64 rows.
+        camera_names: the distinct camera names.
+    """
+
+    item: np.ndarray
+    score: np.ndarray
+    uncertainty: np.ndarray
+    live: np.ndarray
+    item_id: np.ndarray
+    item_source: np.ndarray
+    item_time: np.ndarray
+    item_camera: np.ndarray
+    item_first: np.ndarray
+    item_count: np.ndarray
+    camera_names: List[str]
+
+    @property
+    def num_rows(self) -> int:
+        """R."""
+        return int(len(self.item))
+
+    @property
+    def num_live(self) -> int:
+        """Rows that are not dead."""
+        return int(self.live.sum())
+
+    def item_positions(self, ids: np.ndarray) -> np.ndarray:
+        """Positions in the item arrays of item ids (which must exist)."""
+        return np.searchsorted(self.item_id, ids)
 
 
 class SearchIndex:
@@ -310,12 +198,17 @@ class SearchIndex:
     Attributes:
         path: the folder.
         manifest: the parsed ``manifest.json``.
+        con: the SQLite connection.
     """
 
-    def __init__(self, path: str, manifest: Dict[str, Any], lock_file=None):
+    def __init__(self, path: str, manifest: Dict[str, Any], con, lock_file=None):
         self.path = path
         self.manifest = manifest
+        self.con = con
         self._lock_file = lock_file
+        self._emb_file = None  # open for appending (writer only)
+        self.db_file = os.path.join(path, DATABASE)
+        self.emb_path = os.path.join(path, EMBEDDINGS)
 
     # -- opening --------------------------------------------------------------------------------
     @staticmethod
@@ -330,16 +223,24 @@ class SearchIndex:
 
     @classmethod
     def open(cls, path: str) -> "SearchIndex":
-        """Open an existing index for reading (the manifest is read and checked, shards are read
-        by :meth:`load`).
+        """Open an existing index for reading.
 
         Raises:
-            FileNotFoundError: no index at ``path``. SearchIndexError: the manifest is corrupt.
+            FileNotFoundError: no index at ``path``. SearchIndexError: damaged, truncated, or of
+            format version 1.
         """
         if not cls.exists(path):
             what = "folder not found" if not os.path.exists(path) else "no manifest.json in it"
             raise FileNotFoundError(f"Search index {path!r}: {what} (build it with 'index')")
-        return cls(path, cls._read_manifest(path))
+        manifest = cls.read_manifest(path)
+        con = db.connect(os.path.join(path, DATABASE), readonly=True)
+        index = cls(path, manifest, con)
+        try:
+            index._check_sizes(truncate_tail=False)
+        except BaseException:
+            index.close()
+            raise
+        return index
 
     @classmethod
     def open_for_writing(
@@ -354,18 +255,18 @@ class SearchIndex:
 
         Raises:
             IndexMismatchError: the index was built with another model, config or settings.
-            SearchIndexError: the manifest is corrupt, or another process is writing the index.
+            SearchIndexError: damaged, of format version 1, or another process writes it.
         """
         if os.path.exists(path) and not os.path.isdir(path):
             raise NotADirectoryError(f"--index must be a folder, {path!r} is a file")
         if not cls.exists(path) and os.path.isdir(path) and os.listdir(path):
-            others = set(os.listdir(path)) - {SHARD_DIR, LOCK, MANIFEST + ".tmp"}
+            others = set(os.listdir(path)) - _OWN_FILES
             if others:
                 raise SearchIndexError(
                     f"--index {path!r} is a non-empty folder without a manifest.json, not a "
                     "search index; use a new or empty folder"
                 )
-        os.makedirs(os.path.join(path, SHARD_DIR), exist_ok=True)
+        os.makedirs(path, exist_ok=True)
         lock_file = open(os.path.join(path, LOCK), "a")
         try:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -376,32 +277,62 @@ class SearchIndex:
             ) from e
         try:
             if cls.exists(path):
-                index = cls(path, cls._read_manifest(path), lock_file)
+                manifest = cls.read_manifest(path)
+                con = db.connect(os.path.join(path, DATABASE), readonly=False)
+                index = cls(path, manifest, con, lock_file)
                 index.check_compatible(model, settings)
-                index.manifest["model"]["weights"] = model["weights"]  # may have moved
+                index._check_sizes(truncate_tail=True)
+                if manifest["model"]["weights"] != model["weights"]:  # the file may have moved
+                    manifest["model"]["weights"] = model["weights"]
+                    index._write_manifest()
             else:
-                manifest = {
-                    "format": FORMAT,
-                    "version": VERSION,
-                    "created": _now(),
-                    "updated": _now(),
-                    "model": dict(model),
-                    "settings": dict(settings),
-                    "sources": [],
-                    "shards": [],
-                    "next_shard": 0,
-                    "totals": {"items": 0, "detections": 0},
-                }
-                index = cls(path, manifest, lock_file)
-                index.commit()
-            index._remove_leftovers()
+                index = cls._create(path, model, settings, lock_file)
+            index._emb_file = open(index.emb_path, "r+b")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(cls.manifest_path(path) + ".tmp")
             return index
         except BaseException:
             lock_file.close()
             raise
 
+    @classmethod
+    def _create(cls, path: str, model, settings, lock_file) -> "SearchIndex":
+        """A new index in ``path`` (leftovers of an interrupted creation are replaced first); the
+        manifest is written last."""
+        for name in _OWN_FILES - {LOCK}:
+            file = os.path.join(path, name)
+            if os.path.isdir(file):
+                shutil.rmtree(file)
+            elif os.path.exists(file):
+                os.remove(file)
+        db_file = os.path.join(path, DATABASE)
+        con = db.connect(db_file, readonly=False)
+        db.create_schema(con, db_file)
+        with open(os.path.join(path, EMBEDDINGS), "wb") as f:
+            os.fsync(f.fileno())
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": now(),
+            "model": dict(model),
+            "settings": dict(settings),
+        }
+        index = cls(path, manifest, con, lock_file)
+        index._write_manifest()
+        return index
+
+    def _write_manifest(self) -> None:
+        data = json.dumps(self.manifest, indent=1).encode("utf-8")
+        atomic_write_bytes(self.manifest_path(self.path), lambda f: f.write(data))
+
     def close(self) -> None:
-        """Release the write lock (no-op for a read-only index)."""
+        """Close the database and release the write lock."""
+        if self._emb_file is not None:
+            self._emb_file.close()
+            self._emb_file = None
+        if self.con is not None:
+            self.con.close()
+            self.con = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -413,7 +344,12 @@ class SearchIndex:
         self.close()
 
     @classmethod
-    def _read_manifest(cls, path: str) -> Dict[str, Any]:
+    def read_manifest(cls, path: str) -> Dict[str, Any]:
+        """The checked manifest of the index folder ``path``.
+
+        Raises:
+            SearchIndexError: corrupt, not an index manifest, or of another format version.
+        """
         file = cls.manifest_path(path)
         try:
             with open(file, "rb") as f:
@@ -424,22 +360,22 @@ class SearchIndex:
             ) from e
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise SearchIndexError(f"{file!r} is not a personsearch search-index manifest")
+        if manifest.get("version") == 1:
+            raise SearchIndexError(
+                f"Search index {path!r} has format version 1 (.npz shards, written by an earlier "
+                f"personsearch); this code reads version {VERSION}. Convert it in place with "
+                f"'python tools/search.py migrate --index {path}' (keeps every entry, needs no "
+                "model), or build a new index."
+            )
         if manifest.get("version") != VERSION:
             raise SearchIndexError(
                 f"{file!r}: index format version {manifest.get('version')!r}; this code reads "
                 f"version {VERSION} (rebuild the index)"
             )
-        required = {
-            "model": dict,
-            "settings": dict,
-            "sources": list,
-            "shards": list,
-            "next_shard": int,
-        }
-        for key, typ in required.items():
-            if not isinstance(manifest.get(key), typ):
+        for key in ("model", "settings"):
+            if not isinstance(manifest.get(key), dict):
                 raise SearchIndexError(
-                    f"{file!r}: '{key}' is missing or not a {typ.__name__}; the manifest is damaged"
+                    f"{file!r}: '{key}' is missing or not a dict; the manifest is damaged"
                 )
         for key in ("fingerprint", "weights", "weights_sha1", "config_sha1", "config"):
             if not isinstance(manifest["model"].get(key), str):
@@ -447,13 +383,6 @@ class SearchIndex:
         dim = manifest["settings"].get("dim")
         if not isinstance(dim, int) or dim < 1:
             raise SearchIndexError(f"{file!r}: settings.dim is missing or invalid: {dim!r}")
-        for i, s in enumerate(manifest["shards"]):
-            if not (
-                isinstance(s, dict)
-                and isinstance(s.get("file"), str)
-                and all(isinstance(s.get(k), int) for k in ("items", "detections", "bytes"))
-            ):
-                raise SearchIndexError(f"{file!r}: shards[{i}] is malformed: {s!r}")
         return manifest
 
     def check_compatible(self, model: Dict[str, str], settings: Dict[str, Any]) -> None:
@@ -484,6 +413,29 @@ class SearchIndex:
                     "same value or a new --index folder."
                 )
 
+    def _check_sizes(self, truncate_tail: bool) -> None:
+        """``embeddings.f16`` must hold the committed rows; bytes past them (an interrupted
+        commit) are cut off when ``truncate_tail``."""
+        if not os.path.isfile(self.emb_path):
+            raise SearchIndexError(
+                f"Search index {self.path!r}: embeddings file {self.emb_path!r} is missing"
+            )
+        size = os.path.getsize(self.emb_path)
+        need = self.num_rows * self.row_bytes
+        if size < need:
+            raise SearchIndexError(
+                f"Search index embeddings file {self.emb_path!r} has {size} bytes, the index's "
+                f"{self.num_rows} rows need {need}: the file is truncated or was changed"
+            )
+        if size > need and truncate_tail:
+            with open(self.emb_path, "r+b") as f:
+                f.truncate(need)
+                os.fsync(f.fileno())
+            logger.info(
+                f"{self.path}: removed {size - need} bytes of an unfinished commit of an earlier "
+                "run from the end of the embeddings file"
+            )
+
     # -- reading --------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
@@ -491,178 +443,458 @@ class SearchIndex:
         return int(self.manifest["settings"]["dim"])
 
     @property
+    def row_bytes(self) -> int:
+        """Bytes of one row of ``embeddings.f16``."""
+        return 2 * self.dim
+
+    def _one(self, sql: str, params: Sequence = ()):
+        with db.db_errors(self.db_file):
+            return self.con.execute(sql, params).fetchone()[0]
+
+    def _all(self, sql: str, params: Sequence = ()) -> List[Tuple]:
+        with db.db_errors(self.db_file):
+            return self.con.execute(sql, params).fetchall()
+
+    @property
+    def num_rows(self) -> int:
+        """Committed rows of ``embeddings.f16`` (live and dead)."""
+        with db.db_errors(self.db_file):
+            return int(db.get_meta(self.con, "rows", "0"))
+
+    @property
     def num_dets(self) -> int:
-        """Detections in the index (from the manifest)."""
-        return sum(s["detections"] for s in self.manifest["shards"])
+        """Detections in the index (live rows)."""
+        return int(self._one("SELECT count(*) FROM detections"))
 
     @property
     def num_items(self) -> int:
-        """Images and frames in the index (from the manifest)."""
-        return sum(s["items"] for s in self.manifest["shards"])
+        """Images and frames in the index."""
+        return int(self._one("SELECT count(*) FROM items"))
 
-    def load_shard(self, shard: Dict[str, Any]) -> Entries:
-        """Read and check one shard of the manifest.
+    @property
+    def num_commits(self) -> int:
+        """Committed batches."""
+        return int(self._one("SELECT count(*) FROM commits"))
+
+    @property
+    def updated(self) -> Optional[str]:
+        """Time of the last commit."""
+        return self._one("SELECT max(time) FROM commits")
+
+    @property
+    def sources(self) -> List[Dict[str, Any]]:
+        """Every source: ``{"id", "kind", "root" or "path", ...}``."""
+        with db.db_errors(self.db_file):
+            return db.source_rows(self.con)
+
+    def fields(self) -> List[str]:
+        """The optional fields (:data:`OPTIONAL_FIELDS`) some detection or item of the index
+        has."""
+        with db.db_errors(self.db_file):
+            return json.loads(db.get_meta(self.con, "fields", "[]"))
+
+    def embeddings(self) -> np.ndarray:
+        """(R, D) float16 read-only memory map of the committed rows (empty array if R = 0)."""
+        rows = self.num_rows
+        if rows == 0:
+            return np.zeros((0, self.dim), np.float16)
+        return np.memmap(self.emb_path, dtype="<f2", mode="r", shape=(rows, self.dim))
+
+    def columns(self, progress: bool = False, chunk: int = 1 << 18) -> Columns:
+        """The arrays of :class:`Columns`, read from the database in one read transaction (the
+        scores and uncertainties from the commits' blobs, the rest from the items table).
 
         Args:
-            shard: an entry of ``manifest["shards"]``.
+            progress: show a tqdm bar.
+            chunk: items fetched per query.
+        """
+        with db.db_errors(self.db_file):
+            self.con.execute("BEGIN")
+            try:
+                rows = int(db.get_meta(self.con, "rows", "0"))
+                score = np.zeros(rows, np.float32)
+                unc = np.full(rows, np.nan, np.float32)
+                for first, n, s_blob, u_blob in self.con.execute(
+                    "SELECT first_row, num_rows, scores, uncertainty FROM commits"
+                ):
+                    score[first : first + n] = np.frombuffer(s_blob, "<f4", n)
+                    unc[first : first + n] = np.frombuffer(u_blob, "<f4", n)
+                m = int(self.con.execute("SELECT count(*) FROM items").fetchone()[0])
+                names = [r[0] for r in self.con.execute(
+                    "SELECT DISTINCT camera FROM items WHERE camera IS NOT NULL ORDER BY camera"
+                )]  # fmt: skip
+                code = {n: i for i, n in enumerate(names)}
+                num = np.empty((m, 5), np.float64)
+                cams = np.empty(m, np.int32)
+                cur = self.con.execute(
+                    "SELECT id, source, coalesce(time, 'nan'), first_row, num_rows, camera FROM "
+                    "items ORDER BY id"
+                )
+                bar = None
+                if progress and m > chunk:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=m, desc="reading images/frames", unit="item")
+                at = 0
+                while True:
+                    part = cur.fetchmany(chunk)
+                    if not part:
+                        break
+                    num[at : at + len(part)] = [p[:5] for p in part]
+                    cams[at : at + len(part)] = [code.get(p[5], -1) for p in part]
+                    at += len(part)
+                    if bar is not None:
+                        bar.update(len(part))
+                if bar is not None:
+                    bar.close()
+            finally:
+                self.con.execute("COMMIT")
+        item_id = num[:at, 0].astype(np.int64)
+        first, count = num[:at, 3].astype(np.int64), num[:at, 4].astype(np.int64)
+        item = np.full(rows, -1, np.int64)
+        nz = np.flatnonzero(count > 0)
+        nz = nz[np.argsort(first[nz], kind="stable")]
+        item[ranges_to_rows(np.stack([first[nz], count[nz]], 1))] = np.repeat(
+            item_id[nz], count[nz]
+        )
+        live = item >= 0
+        score[~live] = 0.0
+        return Columns(
+            item=item,
+            score=score,
+            uncertainty=unc,
+            live=live,
+            item_id=item_id,
+            item_source=num[:at, 1].astype(np.int32),
+            item_time=num[:at, 2],
+            item_camera=cams[:at],
+            item_first=first,
+            item_count=count,
+            camera_names=names,
+        )
+
+    def load(self, return_rows: bool = False):
+        """Every live detection and every image/frame as one :class:`Entries` (reads the whole
+        index into memory: for small indexes, tests and conversions).
+
+        Args:
+            return_rows: also return the (N,) row of each detection.
+        """
+        items = self._all(
+            "SELECT id, source, path, sha1, frame, coalesce(time, 'nan'), height, width, "
+            "coalesce(camera, '') FROM items ORDER BY id"
+        )
+        dets = self._all(
+            "SELECT row, item, x1, y1, x2, y2, score, coalesce(uncertainty, 'nan') FROM "
+            "detections ORDER BY row"
+        )
+        m = len(items)
+        ids = np.array([i[0] for i in items], dtype=np.int64)
+        darr = np.array(dets, dtype=np.float64).reshape(-1, 8)
+        rows = darr[:, 0].astype(np.int64)
+        feats = self.embeddings()[rows] if len(rows) else np.zeros((0, self.dim), np.float16)
+        entries = Entries(
+            feats=np.ascontiguousarray(feats, dtype=np.float16),
+            boxes=darr[:, 2:6].astype(np.float32),
+            scores=darr[:, 6].astype(np.float32),
+            uncertainty=darr[:, 7].astype(np.float32),
+            det_item=np.searchsorted(ids, darr[:, 1].astype(np.int64)).astype(np.int64),
+            item_source=np.array([i[1] for i in items], dtype=np.int32).reshape(m),
+            item_path=np.array([i[2] for i in items], dtype=str).reshape(m),
+            item_sha1=np.array([i[3] for i in items], dtype=str).reshape(m),
+            item_frame=np.array([i[4] for i in items], dtype=np.int64).reshape(m),
+            item_time=np.array([i[5] for i in items], dtype=np.float64).reshape(m),
+            item_hw=np.array([i[6:8] for i in items], dtype=np.int32).reshape(m, 2),
+            item_camera=np.array([i[8] for i in items], dtype=str).reshape(m),
+        )
+        return (entries, rows) if return_rows else entries
+
+    def item_ranges(self, item_ids: Iterable[int]) -> Dict[int, Tuple[int, int]]:
+        """``{item: (first_row, num_rows)}`` of the given items (missing ones left out)."""
+        ids = sorted({int(i) for i in item_ids})
+        out = {}
+        for s in range(0, len(ids), 900):
+            part = ids[s : s + 900]
+            q = ",".join("?" * len(part))
+            for i, first, n in self._all(
+                f"SELECT id, first_row, num_rows FROM items WHERE id IN ({q})", part
+            ):
+                out[int(i)] = (int(first), int(n))
+        return out
+
+    def rows_of_sha1(self, sha1: str) -> np.ndarray:
+        """The live rows of every image/frame with content hash ``sha1`` (sorted)."""
+        ranges = self._all(
+            "SELECT first_row, num_rows FROM items WHERE sha1 = ? AND num_rows > 0", (sha1,)
+        )
+        return ranges_to_rows(ranges)
+
+    def row_records(self, rows: Sequence[int]) -> Dict[int, Dict[str, Any]]:
+        """Everything about the given rows (detection, image/frame, source), for hit lists.
+
+        Returns:
+            ``{row: {"box", "score", "uncertainty", "item", "path", "sha1", "frame", "time",
+            "camera", "source"}}`` (``source`` the source dict, NaN time/uncertainty if none).
+        """
+        rows = sorted({int(r) for r in rows})
+        sources = {s["id"]: s for s in self.sources}
+        out = {}
+        for s in range(0, len(rows), 900):
+            part = rows[s : s + 900]
+            q = ",".join("?" * len(part))
+            for rec in self._all(
+                "SELECT d.row, d.x1, d.y1, d.x2, d.y2, d.score, d.uncertainty, d.item, i.path, "
+                "i.sha1, i.frame, i.time, i.camera, i.source FROM detections d JOIN items i ON "
+                f"i.id = d.item WHERE d.row IN ({q})",
+                part,
+            ):
+                out[int(rec[0])] = {
+                    "box": [float(v) for v in rec[1:5]],
+                    "score": float(rec[5]),
+                    "uncertainty": float("nan") if rec[6] is None else float(rec[6]),
+                    "item": int(rec[7]),
+                    "path": rec[8],
+                    "sha1": rec[9],
+                    "frame": int(rec[10]),
+                    "time": float("nan") if rec[11] is None else float(rec[11]),
+                    "camera": rec[12] or "",
+                    "source": sources[int(rec[13])],
+                }
+        return out
+
+    def existing(self, source: int) -> Tuple[Dict[str, str], Dict[str, List[int]]]:
+        """Of the items of ``source``: path -> sha1, and path -> frame indices."""
+        sha1_of: Dict[str, str] = {}
+        frames_of: Dict[str, List[int]] = {}
+        for path, sha1, frame in self._all(
+            "SELECT path, sha1, frame FROM items WHERE source = ?", (source,)
+        ):
+            sha1_of[path] = sha1
+            frames_of.setdefault(path, []).append(int(frame))
+        return sha1_of, frames_of
+
+    def verify(self, progress: bool = False, chunk_bytes: int = 1 << 26) -> Dict[str, int]:
+        """Recompute the CRC-32 of every commit's embeddings and check the database.
+
+        Returns:
+            ``{"commits", "rows", "bytes"}`` checked.
 
         Raises:
-            SearchIndexError: missing, truncated or damaged file; the message names it.
+            SearchIndexError: a commit whose bytes changed (naming the file and the rows), or a
+            damaged database.
         """
-        file = os.path.join(self.path, shard["file"])
-        if not os.path.isfile(file):
+        with db.db_errors(self.db_file):
+            result = self.con.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
             raise SearchIndexError(
-                f"Search index {self.path!r}: shard {file!r} listed in the manifest is missing"
+                f"Search index database {self.db_file!r} is damaged: {result}; rebuild the index"
             )
-        size = os.path.getsize(file)
-        if size != shard["bytes"]:
-            raise SearchIndexError(
-                f"Search index shard {file!r} has {size} bytes, the manifest says "
-                f"{shard['bytes']}: the file is truncated or was changed"
-            )
-        try:
-            with load_arrays(file) as npz:
-                values = {k: npz[k] for k in _DET_FIELDS + _ITEM_FIELDS}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise SearchIndexError(
-                f"Search index shard {file!r} cannot be read ({type(e).__name__}: {e}); the "
-                "index is damaged (rebuild it)"
-            ) from e
-        entries = Entries(**values)
-        entries.validate(file, self.dim)
-        if entries.num_items != shard["items"] or entries.num_dets != shard["detections"]:
-            raise SearchIndexError(
-                f"Search index shard {file!r} holds {entries.num_items} images/frames and "
-                f"{entries.num_dets} detections, the manifest says {shard['items']} and "
-                f"{shard['detections']}; the index is damaged (rebuild it)"
-            )
-        if entries.num_items and entries.item_source.max() >= len(self.manifest["sources"]):
-            raise SearchIndexError(f"{file!r}: refers to a source the manifest does not list")
-        return entries
-
-    def iter_shards(self) -> Iterator[Tuple[Dict, Entries]]:
-        """``(manifest entry, entries)`` of every shard, in order."""
-        for shard in list(self.manifest["shards"]):
-            yield shard, self.load_shard(shard)
-
-    def load(self, progress: bool = False) -> Entries:
-        """Every shard, concatenated (embeddings stay float16).
-
-        Args:
-            progress: show a tqdm bar over the shards.
-        """
-        shards = self.manifest["shards"]
-        if progress and len(shards) > 1:
+        commits = self._all("SELECT id, first_row, num_rows, crc32 FROM commits ORDER BY id")
+        bar = None
+        if progress:
             from tqdm import tqdm
 
-            shards = tqdm(shards, desc="loading index", unit="shard")
-        parts = [self.load_shard(s) for s in shards]
-        return Entries.concat(parts, self.dim)
-
-    def items(self) -> Entries:
-        """The image/frame arrays of every shard. Whole shards are read (and so checked: a damaged
-        index is reported before anything is added to it); the detection arrays are left empty."""
-        parts = [e.select_dets_none() for _, e in self.iter_shards()]
-        return Entries.concat(parts, self.dim)
+            bar = tqdm(total=self.num_rows * self.row_bytes, unit="B", unit_scale=True,
+                       desc="verifying")  # fmt: skip
+        total = 0
+        with open(self.emb_path, "rb") as f:
+            for cid, first, n, crc in commits:
+                f.seek(first * self.row_bytes)
+                left, value = n * self.row_bytes, 0
+                while left:
+                    block = f.read(min(left, chunk_bytes))
+                    if not block:
+                        break
+                    value = zlib.crc32(block, value)
+                    left -= len(block)
+                    total += len(block)
+                    if bar is not None:
+                        bar.update(len(block))
+                if left or value != crc:
+                    raise SearchIndexError(
+                        f"Search index embeddings file {self.emb_path!r}: rows {first}.."
+                        f"{first + n - 1} (commit {cid}) fail their CRC-32 check; the file was "
+                        "damaged or changed (rebuild the index)"
+                    )
+        if bar is not None:
+            bar.close()
+        return {"commits": len(commits), "rows": self.num_rows, "bytes": total}
 
     # -- sources --------------------------------------------------------------------------------
     def source_id(self, source: Dict[str, Any]) -> int:
-        """Index of ``source`` in ``manifest["sources"]`` (matched on ``kind`` + ``root``/``path``),
-        added if new; its other keys are updated. Saved with the next :meth:`commit`."""
-        key = ("root", "path")
-        for i, s in enumerate(self.manifest["sources"]):
-            if s.get("kind") == source["kind"] and all(s.get(k) == source.get(k) for k in key):
-                s.update(source)
-                return i
-        self.manifest["sources"].append(dict(source))
-        return len(self.manifest["sources"]) - 1
+        """Id of ``source`` (matched on ``kind`` + ``root``/``path``), added if new; its other keys
+        are updated. Committed at once."""
+        self._require_lock()
+        kind = source["kind"]
+        location = source.get("root") or source.get("path")
+        label = source.get("label")
+        info = json.dumps({k: v for k, v in source.items() if k not in ("label", "id")})
+        with db.db_errors(self.db_file):
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.con.execute(
+                    "SELECT id FROM sources WHERE kind = ? AND location = ?", (kind, location)
+                ).fetchone()
+                if row is None:
+                    cur = self.con.execute(
+                        "INSERT INTO sources(kind, location, label, info) VALUES (?, ?, ?, ?)",
+                        (kind, location, label, info),
+                    )
+                    sid = int(cur.lastrowid)
+                else:
+                    sid = int(row[0])
+                    self.con.execute(
+                        "UPDATE sources SET label = ?, info = ? WHERE id = ?", (label, info, sid)
+                    )
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        return sid
+
+    def sources_summary(self) -> List[str]:
+        """One line per source, for logs."""
+        out = []
+        for s in self.sources:
+            label = f" ({s['label']})" if s.get("label") else ""
+            out.append(f"{s['kind']}: {s.get('root') or s.get('path')}{label}")
+        return out
 
     # -- writing --------------------------------------------------------------------------------
     def _require_lock(self) -> None:
         if self._lock_file is None:
             raise RuntimeError("the index was opened read-only; use SearchIndex.open_for_writing")
 
-    def commit(self) -> None:
-        """Write the manifest atomically."""
-        self._require_lock()
-        m = self.manifest
-        m["updated"] = _now()
-        m["totals"] = {"items": self.num_items, "detections": self.num_dets}
-        data = json.dumps(m, indent=1).encode("utf-8")
-        _atomic_write_bytes(self.manifest_path(self.path), lambda f: f.write(data))
-
-    def _write_shard(self, entries: Entries) -> Dict[str, Any]:
-        entries.validate("new shard", self.dim)
-        name = f"{SHARD_DIR}/shard_{self.manifest['next_shard']:06d}.npz"
-        self.manifest["next_shard"] += 1
-        file = os.path.join(self.path, name)
-        arrays = {f.name: getattr(entries, f.name) for f in fields(Entries)}
-        _atomic_write_bytes(file, lambda f: np.savez(f, **arrays))
-        return {
-            "file": name,
-            "items": entries.num_items,
-            "detections": entries.num_dets,
-            "bytes": os.path.getsize(file),
-        }
-
-    def append(self, entries: Entries) -> None:
-        """Add a shard and commit the manifest that lists it (then nothing of it can be lost)."""
-        self._require_lock()
-        if entries.num_items == 0:
-            self.commit()
-            return
-        self.manifest["shards"].append(self._write_shard(entries))
-        self.commit()
-
-    def drop_items(self, drop) -> Tuple[int, int]:
-        """Remove images/frames (and their detections) from the index.
-
-        Args:
-            drop: ``f(entries) -> (M,) bool`` mask of a shard's items to remove.
+    def append(self, entries: Entries) -> int:
+        """Commit a batch of images/frames and their detections (then nothing of it can be lost).
 
         Returns:
-            ``(items, detections)`` removed. Affected shards are rewritten without them; the
-            manifest is committed once, then the replaced files are deleted.
+            The first row given to the batch's detections.
         """
         self._require_lock()
-        new_shards, old_files, removed = [], [], [0, 0]
-        for shard, entries in self.iter_shards():
-            mask = np.asarray(drop(entries), dtype=bool)
-            if not mask.any():
-                new_shards.append(shard)
-                continue
-            kept = entries.select_items(~mask)
-            removed[0] += entries.num_items - kept.num_items
-            removed[1] += entries.num_dets - kept.num_dets
-            old_files.append(shard["file"])
-            if kept.num_items:
-                new_shards.append(self._write_shard(kept))
-        if old_files:
-            self.manifest["shards"] = new_shards
-            self.commit()
-            for f in old_files:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(self.path, f))
+        entries.validate("new batch of the index", self.dim)
+        if entries.num_items == 0:
+            return self.num_rows
+        first = self.num_rows
+        data = np.ascontiguousarray(entries.feats, dtype="<f2").tobytes()
+        crc = zlib.crc32(data)
+        f = self._emb_file
+        f.seek(first * self.row_bytes)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+        counts = np.bincount(entries.det_item, minlength=entries.num_items)
+        starts = first + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        fields = set(self.fields())
+        if np.isfinite(entries.uncertainty).any():
+            fields.add("uncertainty")
+        if np.isfinite(entries.item_time).any():
+            fields.add("time")
+        if (entries.item_camera != "").any():
+            fields.add("camera")
+        with db.db_errors(self.db_file):
+            con = self.con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                cid = con.execute(
+                    "INSERT INTO commits(first_row, num_rows, crc32, items, time, scores, "
+                    "uncertainty) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (first, entries.num_dets, crc, entries.num_items, now(),
+                     entries.scores.astype("<f4").tobytes(),
+                     entries.uncertainty.astype("<f4").tobytes()),
+                ).lastrowid  # fmt: skip
+                base = int(con.execute("SELECT coalesce(max(id), -1) + 1 FROM items").fetchone()[0])
+                e = entries
+                con.executemany(
+                    "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        (
+                            base + m,
+                            int(e.item_source[m]),
+                            str(e.item_path[m]),
+                            str(e.item_sha1[m]),
+                            int(e.item_frame[m]),
+                            float(e.item_time[m]) if np.isfinite(e.item_time[m]) else None,
+                            int(e.item_hw[m, 0]),
+                            int(e.item_hw[m, 1]),
+                            str(e.item_camera[m]) or None,
+                            int(starts[m]),
+                            int(counts[m]),
+                            cid,
+                        )
+                        for m in range(e.num_items)
+                    ),
+                )
+                unc = e.uncertainty.astype(np.float64)
+                con.executemany(
+                    "INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    zip(
+                        range(first, first + e.num_dets),
+                        (base + e.det_item).tolist(),
+                        *e.boxes.astype(np.float64).T.tolist(),
+                        e.scores.astype(np.float64).tolist(),
+                        [None if not np.isfinite(u) else u for u in unc.tolist()],
+                    ),
+                )
+                db.set_meta(con, "rows", first + e.num_dets)
+                db.set_meta(con, "fields", json.dumps(sorted(fields)))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                with contextlib.suppress(OSError):
+                    f.truncate(first * self.row_bytes)
+                raise
+        return first
+
+    def drop_items(self, source: int, paths: Sequence[str]) -> Tuple[int, int]:
+        """Remove the images/frames of ``source`` with the given paths, and their detections
+        (one transaction; their embeddings stay as dead rows).
+
+        Returns:
+            ``(items, detections)`` removed.
+        """
+        self._require_lock()
+        paths = sorted(set(paths))
+        if not paths:
+            return 0, 0
+        removed = [0, 0]
+        with db.db_errors(self.db_file):
+            con = self.con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for s in range(0, len(paths), 900):
+                    part = paths[s : s + 900]
+                    q = ",".join("?" * len(part))
+                    rows = con.execute(
+                        f"SELECT id, first_row, num_rows FROM items WHERE source = ? AND path IN "
+                        f"({q})",
+                        [source, *part],
+                    ).fetchall()
+                    for item, first, n in rows:
+                        if n:
+                            con.execute(
+                                "DELETE FROM detections WHERE row >= ? AND row < ?",
+                                (first, first + n),
+                            )
+                        con.execute("DELETE FROM items WHERE id = ?", (item,))
+                        removed[0] += 1
+                        removed[1] += int(n)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
         return removed[0], removed[1]
 
-    def _remove_leftovers(self) -> None:
-        """Delete shard files the manifest does not list (an interrupted run's)."""
-        listed = {os.path.normpath(s["file"]) for s in self.manifest["shards"]}
-        folder = os.path.join(self.path, SHARD_DIR)
-        stale = [
-            n for n in os.listdir(folder) if os.path.normpath(f"{SHARD_DIR}/{n}") not in listed
-        ]
-        for n in stale:
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, n))
-        tmp = self.manifest_path(self.path) + ".tmp"
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if stale:
-            logger.info(
-                f"{self.path}: removed {len(stale)} unfinished shard file(s) of an earlier run"
-            )
 
-    def sources_summary(self) -> List[str]:
-        """One line per source, for logs."""
-        return [f"{s['kind']}: {s.get('root') or s.get('path')}" for s in self.manifest["sources"]]
+def ranges_to_rows(ranges: Sequence[Tuple[int, int]]) -> np.ndarray:
+    """Sorted rows of ``(first_row, num_rows)`` ranges (vectorised)."""
+    if not len(ranges):
+        return np.zeros(0, np.int64)
+    arr = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+    arr = arr[arr[:, 1] > 0]
+    if not len(arr):
+        return np.zeros(0, np.int64)
+    arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    counts = arr[:, 1]
+    offsets = np.repeat(arr[:, 0] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return offsets + np.arange(int(counts.sum()), dtype=np.int64)

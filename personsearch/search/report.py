@@ -48,6 +48,9 @@ class Hit:
         time: video timestamp in seconds, NaN for a still image.
         row: the detection's row in the index.
         cbgm: whether CBGM re-scored this detection.
+        sha1: content hash of the image/video when it was indexed.
+        camera: the image/frame's camera name, ``""`` if none.
+        uncertainty: the model's uncertainty of the detection, NaN if none.
     """
 
     rank: int
@@ -61,14 +64,18 @@ class Hit:
     time: float
     row: int
     cbgm: bool = False
+    sha1: str = ""
+    camera: str = ""
+    uncertainty: float = float("nan")
 
     @property
     def where(self) -> str:
         """``path`` or ``video.avi frame 120 (4.80 s)``."""
+        cam = f" [{self.camera}]" if self.camera else ""
         if self.frame < 0:
-            return self.source
+            return self.source + cam
         t = "" if math.isnan(self.time) else f" ({self.time:.2f} s)"
-        return f"{self.source} frame {self.frame}{t}"
+        return f"{self.source} frame {self.frame}{t}{cam}"
 
 
 def data_uri(image: np.ndarray, quality: int = 90) -> str:

@@ -1,13 +1,11 @@
 """CBGM re-ranking of a query's hits (SeqNet's Context Bipartite Graph Matching, as in the
 evaluator, on an index instead of a protocol gallery)."""
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from personsearch.evaluation.cbgm import build_query_context, match_context
-
-from .index import Entries
 
 __all__ = ["cbgm_rerank", "query_context_of"]
 
@@ -49,9 +47,11 @@ def query_context_of(
 
 def cbgm_rerank(
     scores: np.ndarray,
-    indices: np.ndarray,
-    gallery: Entries,
-    item_ranges: np.ndarray,
+    rows: np.ndarray,
+    feats: np.ndarray,
+    det_scores: np.ndarray,
+    det_item: np.ndarray,
+    rows_of_item: Callable[[int], np.ndarray],
     context: np.ndarray,
     k1: int,
     top_k: int,
@@ -67,29 +67,31 @@ def cbgm_rerank(
     candidates are the best ``max(top_k, k1)`` of the gallery.
 
     Args:
-        scores: (K,) candidate scores, decreasing. indices: (K,) their gallery rows.
-        gallery: the index's entries. item_ranges: ``gallery.item_ranges()``.
+        scores: (K,) candidate scores, decreasing. rows: (K,) their gallery rows.
+        feats: (R, D) gallery embeddings (float16 or float32; a memory map is fine).
+        det_scores: (R,) detection scores. det_item: (R,) image/frame id of each row.
+        rows_of_item: the rows of an image/frame id.
         context: (C, D) query context, row 0 the query.
         k1: hits whose images are re-scored. top_k: hits returned.
         cws: multiply gallery features by their detection score.
 
     Returns:
-        ``(scores, indices, rescored)``: the new top-``top_k`` (sorted, ties: lower row first) and
+        ``(scores, rows, rescored)``: the new top-``top_k`` (sorted, ties: lower row first) and
         ``{image: (row, value)}`` of the re-scored images (row None when no detection matched).
     """
-    new = dict(zip(indices.tolist(), scores.tolist()))
+    new = dict(zip(rows.tolist(), scores.tolist()))
     rescored = {}
-    for item in np.unique(gallery.det_item[indices[:k1]]).tolist():
-        rows = np.arange(item_ranges[item], item_ranges[item + 1])
-        feats = gallery.feats[rows].astype(np.float32)
+    for item in np.unique(det_item[rows[:k1]]).tolist():
+        item_rows = np.asarray(rows_of_item(item), dtype=np.int64)
+        f = np.asarray(feats[item_rows], dtype=np.float32)
         if cws:
-            feats *= gallery.scores[rows, None]
-        j, value = match_context(context, feats)
+            f = f * det_scores[item_rows, None]
+        j, value = match_context(context, f)
         if j is None:
             rescored[item] = (None, None)
             continue
-        rescored[item] = (int(rows[j]), value)
-        new[int(rows[j])] = value
+        rescored[item] = (int(item_rows[j]), value)
+        new[int(item_rows[j])] = value
     idx = np.fromiter(new.keys(), dtype=np.int64, count=len(new))
     val = np.fromiter(new.values(), dtype=np.float64, count=len(new))
     order = np.lexsort((idx, -val))[:top_k]

@@ -1,4 +1,5 @@
-"""Querying an index: rebuild its model, embed query crops/boxes, rank every gallery detection."""
+"""Querying an index: rebuild its model, embed query crops/boxes (ranking: :mod:`.gallery`), read
+the pictures of the hits."""
 
 import logging
 import os
@@ -7,10 +8,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .backends import build_searcher
-from .index import Entries, IndexMismatchError, SearchIndex, SearchIndexError
+from .errors import IndexMismatchError, SearchIndexError
+from .gallery import GallerySearch
+from .index import SearchIndex
 from .report import Hit
-from .rerank import cbgm_rerank, query_context_of
+from .rerank import query_context_of
 from .sources import VideoReader, check_image_file, file_sha1, read_image_file
 
 __all__ = [
@@ -143,117 +145,6 @@ def embed_queries(
             }
         )
     return out
-
-
-class GallerySearch:
-    """Every detection of an index, searchable.
-
-    Args:
-        index: an opened index.
-        backend: ``"exact"`` or ``"faiss"``.
-        cws: rank by cosine x detection score (the benchmark protocol's default) instead of cosine.
-        progress: show a bar while loading the shards.
-
-    Raises:
-        SearchIndexError: the index holds no detection, or a shard is damaged.
-    """
-
-    def __init__(self, index: SearchIndex, backend: str = "exact", cws: bool = True, progress=True):
-        self.index = index
-        self.cws = cws
-        self.entries: Entries = index.load(progress=progress)
-        if self.entries.num_dets == 0:
-            raise SearchIndexError(
-                f"Search index {index.path!r} is empty: {self.entries.num_items} images/frames "
-                "and no detection (index some images first, or lower --score-thresh)"
-            )
-        self.searcher = build_searcher(
-            backend, self.entries.feats, self.entries.scores if cws else None
-        )
-        self.item_ranges = self.entries.item_ranges()
-
-    def _rows_of_sha1(self, sha1: str) -> np.ndarray:
-        items = np.flatnonzero(self.entries.item_sha1 == sha1)
-        if not len(items):
-            return np.zeros(0, np.int64)
-        return np.concatenate(
-            [np.arange(self.item_ranges[i], self.item_ranges[i + 1]) for i in items]
-        )
-
-    def search(
-        self,
-        queries: Sequence[Dict],
-        top_k: int,
-        cbgm: bool = False,
-        k1: int = 10,
-        exclude_query_image: bool = False,
-    ) -> List[List[Hit]]:
-        """Rank the gallery for every query (one batched search).
-
-        Args:
-            queries: :func:`embed_queries` results.
-            top_k: hits per query.
-            cbgm: re-rank with CBGM (the queries need a ``"context"``).
-            k1: CBGM: hits whose images are re-scored.
-            exclude_query_image: leave out the detections of the query image itself (matched by
-                content hash), as the benchmark protocols do.
-
-        Returns:
-            Per query its ranked hits.
-        """
-        if top_k < 1:
-            raise ValueError(f"--top-k must be >= 1, got {top_k}")
-        excluded = [
-            self._rows_of_sha1(q["sha1"]) if exclude_query_image else np.zeros(0, np.int64)
-            for q in queries
-        ]
-        want = max(top_k, k1 if cbgm else 0)
-        extra = max((len(x) for x in excluded), default=0)
-        feats = np.stack([q["feat"] for q in queries]).astype(np.float32)
-        scores, rows = self.searcher.search(feats, want + extra)
-        results = []
-        for q, s, r, ex in zip(queries, scores, rows, excluded):
-            keep = ~np.isin(r, ex)
-            s, r = s[keep][:want], r[keep][:want]
-            rescored_rows = set()
-            if cbgm:
-                s, r, rescored = cbgm_rerank(
-                    s, r, self.entries, self.item_ranges, q["context"], k1, top_k, self.cws
-                )
-                rescored_rows = {row for row, _ in rescored.values() if row is not None}
-            results.append(self._hits(q["feat"], s[:top_k], r[:top_k], rescored_rows))
-        return results
-
-    def _hits(self, feat, scores, rows, rescored_rows) -> List[Hit]:
-        e = self.entries
-        cos = e.feats[rows].astype(np.float32) @ feat.astype(np.float32)
-        sources = self.index.manifest["sources"]
-        hits = []
-        for rank, (score, row, c) in enumerate(zip(scores.tolist(), rows.tolist(), cos.tolist())):
-            item = int(e.det_item[row])
-            src = sources[int(e.item_source[item])]
-            path = str(e.item_path[item])
-            file = src["path"] if src["kind"] == "video" else os.path.join(src["root"], path)
-            hits.append(
-                Hit(
-                    rank=rank + 1,
-                    score=float(score),
-                    cosine=float(c),
-                    det_score=float(e.scores[row]),
-                    box=[float(v) for v in e.boxes[row]],
-                    source=path,
-                    file=file,
-                    frame=int(e.item_frame[item]),
-                    time=float(e.item_time[item]),
-                    row=int(row),
-                    cbgm=row in rescored_rows,
-                )
-            )
-        return hits
-
-    def item_sha1(self, hit: Hit) -> str:
-        """The content hash the hit's image/video had when it was indexed."""
-        return str(self.entries.item_sha1[self.entries.det_item[hit.row]])
 
 
 def load_hit_pictures(search: GallerySearch, hits: Sequence[Hit]) -> List[Optional[np.ndarray]]:

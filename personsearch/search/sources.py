@@ -19,6 +19,7 @@ __all__ = [
     "VideoReader",
     "check_image_file",
     "decode_image",
+    "jpeg_is_complete",
     "file_sha1",
     "read_image_file",
     "scan_image_folder",
@@ -89,12 +90,31 @@ def check_image_file(path: str, what: str = "image") -> None:
         )
 
 
+def jpeg_is_complete(data: bytes) -> bool:
+    """Whether JPEG bytes end their last scan with the end-of-image marker.
+
+    What OpenCV makes of a truncated JPEG depends on its build (libjpeg's default is a warning and
+    a grey rest of the image; the opencv-python 4.x wheel used here returns None), so it is
+    detected here, the same way everywhere: in entropy-coded data ``FF`` is always followed by
+    ``00`` or a restart marker, so the markers SOS (``FFDA``, start of a scan) and EOI (``FFD9``)
+    are unambiguous; a complete file has an EOI after its last SOS (an EXIF thumbnail's own EOI
+    comes before the main image's scans). Bytes after the EOI (e.g. appended metadata) are allowed.
+    """
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+
+
 def decode_image(data: bytes, path: str) -> np.ndarray:
     """Decode encoded image bytes to (H, W, 3) uint8 BGR (grey images are converted).
 
     Raises:
-        ValueError: the bytes are not a decodable image; the message names ``path``.
+        ValueError: the bytes are not a decodable image, or a JPEG is truncated; the message
+        names ``path``.
     """
+    if data[:3] == b"\xff\xd8\xff" and not jpeg_is_complete(data):
+        raise ValueError(
+            f"Cannot decode image {path!r}: truncated JPEG (no end-of-image marker after its last "
+            "scan)"
+        )
     image = None
     if data:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -167,13 +187,20 @@ class VideoReader:
         return pos_msec / 1000.0
 
     def frames(
-        self, every: int = 1, skip: Optional[Set[int]] = None
+        self,
+        every: int = 1,
+        skip: Optional[Set[int]] = None,
+        start: int = 0,
+        stop: Optional[int] = None,
     ) -> Iterator[Tuple[int, float, Optional[np.ndarray]]]:
         """Every ``every``-th frame (0, every, 2*every, ...), decoding only those.
 
         Args:
-            every: keep one frame in ``every``.
+            every: keep one frame in ``every`` (frame indices multiple of ``every``).
             skip: frame indices not to decode (already indexed).
+            start, stop: only frames ``start <= index < stop`` (``stop`` None: to the end). The
+                reader seeks to ``start``; if the backend lands elsewhere (inexact seeking), it
+                reads from the beginning instead.
 
         Yields:
             ``(frame_index, time_s, image)``; ``image`` is None for a frame that cannot be decoded
@@ -185,8 +212,17 @@ class VideoReader:
         cap = self._open()
         self.frames_read = self.unreadable = 0
         index = 0
+        if start > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            if int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == start:
+                index = start
+            else:  # inexact seek: read up to start
+                cap.release()
+                cap = self._open()
+                while index < start and cap.grab():
+                    index += 1
         try:
-            while cap.grab():
+            while (stop is None or index < stop) and cap.grab():
                 if index % every == 0 and index not in skip:
                     ok, image = cap.retrieve()
                     t = self.time_of(index, cap.get(cv2.CAP_PROP_POS_MSEC))
@@ -199,7 +235,7 @@ class VideoReader:
         finally:
             cap.release()
             self.frames_read = index
-        if self.frame_count and index < self.frame_count:
+        if stop is None and self.frame_count and index < self.frame_count:
             logger.warning(
                 f"{self.path}: read {index} frames, the file says {self.frame_count}; the rest "
                 "could not be decoded (truncated file?)"

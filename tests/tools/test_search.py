@@ -123,8 +123,24 @@ def manifest(index):
     return json.loads((index / "manifest.json").read_text())
 
 
+def opened(index):
+    return SearchIndex.open(str(index))
+
+
+def sources_of(index):
+    with opened(index) as i:
+        return [{k: v for k, v in s.items() if k != "id"} for s in i.sources]
+
+
 def all_entries(index):
-    return SearchIndex.open(str(index)).load()
+    with opened(index) as i:
+        return i.load()
+
+
+def embeddings_size(index):
+    """(bytes of embeddings.f16, bytes its committed rows need)."""
+    with opened(index) as i:
+        return (index / "embeddings.f16").stat().st_size, i.num_rows * i.row_bytes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,9 +152,10 @@ def test_index_and_query_round_trip(tool, gallery, weights, tmp_path, capsys):
     stats = res["stats"]
     assert (stats.new, stats.seen, stats.skipped_files, stats.unreadable) == (4, 4, 1, 0)
     m = manifest(index)
-    assert len(m["shards"]) == 2 and m["totals"]["items"] == 4
-    assert m["settings"] == {"score_thresh": 0.0, "dim": 16}
-    assert m["sources"] == [{"kind": "images", "root": str(gallery)}]
+    with opened(index) as i:
+        assert (i.num_commits, i.num_items, i.num_rows) == (2, 4, res["detections"])
+    assert m["settings"] == {"score_thresh": 0.0, "dim": 16} and m["version"] == 2
+    assert sources_of(index) == [{"kind": "images", "root": str(gallery)}]
     entries = all_entries(index)
     assert entries.feats.dtype == np.float16 and entries.num_dets == res["detections"] > 0
     norms = np.linalg.norm(entries.feats.astype(np.float32), axis=1)
@@ -250,9 +267,12 @@ def test_incremental_index_processes_only_new_and_changed_files(
     sha = dict(zip(after.item_path.tolist(), after.item_sha1.tolist()))
     old_sha = dict(zip(before.item_path.tolist(), before.item_sha1.tolist()))
     assert sha[names[0]] != old_sha[names[0]]
-    # old shard files were replaced, nothing left over
-    listed = {os.path.basename(s["file"]) for s in manifest(index)["shards"]}
-    assert set(os.listdir(index / "shards")) == listed
+    # the dropped entries' embeddings stay as dead rows that no search returns
+    with opened(index) as i:
+        assert i.num_rows - i.num_dets == stats.dropped_detections
+        assert i.num_dets == after.num_dets
+    size, need = embeddings_size(index)
+    assert size == need
     # nothing to do the next time (the broken file is tried again, and counted again)
     stats = build_index(tool, ["--images", gallery], index, weights["a"])["stats"]
     assert (stats.new, stats.changed, stats.removed, stats.unchanged) == (0, 0, 0, 5)
@@ -268,21 +288,23 @@ def test_interrupted_index_resumes_without_duplicates(
     original = Indexer._detect
     calls = {"n": 0}
 
-    def failing(self, image):
+    def failing(self, images):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt  # as Ctrl-C in the middle of the 4th image
-        return original(self, image)
+        return original(self, images)
 
     monkeypatch.setattr(Indexer, "_detect", failing)
     assert (
         run(tool, *index_args(["--images", gallery], index, weights["a"], "--shard-size", "2"))
         == 130
     )
-    m = manifest(index)
-    assert m["totals"]["items"] == 3  # the full first shard, and the pending image (flushed)
-    # a crash between writing a shard and the manifest leaves an unlisted file: cleaned up
-    (index / "shards" / "shard_999999.npz").write_bytes(b"partial")
+    with opened(index) as i:  # the full first commit, and the pending image (committed)
+        assert (i.num_items, i.num_commits) == (3, 2)
+    # a crash between writing embeddings and committing them leaves bytes past the committed
+    # rows: cut off
+    with open(index / "embeddings.f16", "ab") as f:
+        f.write(b"partial commit")
     (index / "manifest.json.tmp").write_bytes(b"{")
     monkeypatch.setattr(Indexer, "_detect", original)
     stats = build_index(tool, ["--images", gallery], index, weights["a"])["stats"]
@@ -290,7 +312,8 @@ def test_interrupted_index_resumes_without_duplicates(
     entries = all_entries(index)
     assert sorted(entries.item_path.tolist()) == sorted(set(entries.item_path.tolist()))
     assert entries.num_items == 4
-    assert not (index / "shards" / "shard_999999.npz").exists()
+    size, need = embeddings_size(index)
+    assert size == need
     assert not (index / "manifest.json.tmp").exists()
 
 
@@ -299,7 +322,7 @@ def test_dataset_source(tool, tiny_synthetic, records, weights, tmp_path, capsys
     build_index(tool, ["--dataset", tiny_synthetic["test"]], index, weights["a"])
     entries = all_entries(index)
     assert entries.num_items == len(records)
-    assert manifest(index)["sources"][0]["dataset"] == tiny_synthetic["test"]
+    assert sources_of(index)[0]["dataset"] == tiny_synthetic["test"]
     res = query(tool, index, "--dataset-query", f"{tiny_synthetic['test']}:0,1", "--top-k", "2",
                 "--output", tmp_path / "out")  # fmt: skip
     assert [q["label"] for q in res["queries"]] == [
@@ -337,7 +360,7 @@ def test_video_frames_are_indexed_with_frame_and_time(tool, records, weights, tm
     assert e.item_frame.tolist() == [0, 3, 6, 9]
     np.testing.assert_allclose(e.item_time, [0.0, 0.6, 1.2, 1.8])
     assert set(e.item_path.tolist()) == {"clip.avi"} and (e.item_hw == [96, 128]).all()
-    src = manifest(index)["sources"][0]
+    src = sources_of(index)[0]
     assert src["kind"] == "video" and src["fps"] == 5.0 and src["every"] == 3
     # again: nothing new; a denser stride adds only the missing frames
     assert (
@@ -504,8 +527,9 @@ def test_cbgm_rerank_equals_rescoring_the_whole_gallery(seed):
     expected = np.lexsort((np.arange(len(full)), -full))[:top_k]
     scores, rows = ExactSearcher(e.feats, weights).search(context[:1], max(top_k, k1))
     got_scores, got_rows, rescored = cbgm_rerank(
-        scores[0], rows[0], e, ranges, context, k1, top_k, cws=True
-    )
+        scores[0], rows[0], e.feats, weights, e.det_item,
+        lambda item: np.arange(ranges[item], ranges[item + 1]), context, k1, top_k, cws=True,
+    )  # fmt: skip
     np.testing.assert_array_equal(got_rows, expected)
     np.testing.assert_allclose(got_scores, full[expected], atol=1e-5)
     assert 1 <= len(rescored) <= k1
@@ -624,42 +648,53 @@ def test_empty_index(tool, gallery, weights, tmp_path, capsys):
     assert "is empty: 4 images/frames and no detection" in err
 
 
-@pytest.mark.parametrize("damage", ["manifest-truncated", "manifest-garbage", "shard-truncated",
-                                    "shard-flipped", "shard-missing", "shard-garbage"])  # fmt: skip
+DAMAGES = ["manifest-truncated", "manifest-garbage", "embeddings-truncated", "embeddings-flipped",
+           "embeddings-missing", "database-garbage", "database-missing"]  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_corrupt_index_files(tool, index_copy, weights, capsys, damage):
     gallery, index = index_copy
-    shard = index / manifest(index)["shards"][0]["file"]
-    mfile = index / "manifest.json"
-    data = shard.read_bytes()
+    emb, db, mfile = index / "embeddings.f16", index / "index.sqlite", index / "manifest.json"
+    data = emb.read_bytes()
     if damage == "manifest-truncated":
         mfile.write_bytes(mfile.read_bytes()[:100])
         expected = r"manifest '.*manifest.json' is corrupt or truncated"
     elif damage == "manifest-garbage":
         mfile.write_text(json.dumps({"format": "something else"}))
         expected = "not a personsearch search-index manifest"
-    elif damage == "shard-truncated":
-        shard.write_bytes(data[: len(data) // 2])
-        expected = r"shard '.*shard_000000.npz' has \d+ bytes, the manifest says"
-    elif damage == "shard-flipped":  # same size, damaged embeddings: the zip CRC check fails
-        pos = data.index(b"feats.npy") + 400
-        shard.write_bytes(
+    elif damage == "embeddings-truncated":
+        emb.write_bytes(data[: len(data) // 2])
+        expected = r"embeddings file '.*embeddings.f16' has \d+ bytes, the index's \d+ rows need"
+    elif damage == "embeddings-flipped":  # same size, damaged embeddings: the CRC check fails
+        pos = len(data) // 2
+        emb.write_bytes(
             data[:pos] + bytes(b ^ 0xFF for b in data[pos : pos + 32]) + data[pos + 32 :]
         )
-        expected = r"shard '.*shard_000000.npz' cannot be read"
-    elif damage == "shard-missing":
-        shard.unlink()
-        expected = r"shard '.*shard_000000.npz' listed in the manifest is missing"
+        expected = r"embeddings.f16': rows \d+\.\.\d+ \(commit \d+\) fail their CRC-32 check"
+    elif damage == "embeddings-missing":
+        emb.unlink()
+        expected = r"embeddings file '.*embeddings.f16' is missing"
+    elif damage == "database-garbage":
+        db.write_bytes(b"x" * db.stat().st_size)
+        expected = r"database '.*index.sqlite' (is damaged|cannot be used)"
     else:
-        shard.write_bytes(b"x" * len(data))
-        expected = "cannot be read"
+        db.unlink()
+        expected = r"database '.*index.sqlite' is missing"
     image = gallery / sorted(p for p in os.listdir(gallery) if p.endswith(".jpg"))[0]
     err = error_of(tool, capsys, "query", "--index", index, "--image", image)
     assert re.search(expected, err), err
-    # indexing into a damaged index stops with the same error; nothing is overwritten
     before = {p: p.read_bytes() for p in index.rglob("*") if p.is_file()}
-    err = error_of(tool, capsys, *index_args(["--images", gallery], index, weights["a"]))
-    assert re.search(expected, err) or "manifest" in err, err
-    assert {p: p.read_bytes() for p in index.rglob("*") if p.is_file()} == before
+    if damage == "embeddings-flipped":
+        # indexing checks sizes, not every byte; 'verify' (and exact search) checks the CRCs
+        err = error_of(tool, capsys, "verify", "--index", index)
+    else:  # indexing into the damaged index stops with the same error; nothing is overwritten
+        err = error_of(tool, capsys, *index_args(["--images", gallery], index, weights["a"]))
+    assert re.search(expected, err), err
+    after = {p: p.read_bytes() for p in index.rglob("*") if p.is_file()}
+    assert {p: v for p, v in after.items() if p.name != ".lock"} == {
+        p: v for p, v in before.items() if p.name != ".lock"
+    }
 
 
 def test_concurrent_writers_are_refused(tool, index_copy, weights, capsys):
