@@ -251,13 +251,16 @@ class GallerySearch:
             cand = cand[~np.isin(cand, excluded)][:want]
             enough = len(cand) + len(tail) >= k
             exhausted = n_cand >= MAX_CANDIDATES or n_cand >= ann.ntotal
-            if enough or (exhausted and nprobe >= ann.meta["nlist"]):
+            if enough:
                 break
             if exhausted:
                 if compiled is None:
+                    if nprobe >= ann.meta["nlist"]:
+                        break  # every cell visited: fewer than k live rows
                     nprobe = min(ann.meta["nlist"], nprobe * 2)
                     continue
-                # a rare filter: search every matching row exactly
+                # a rare filter (even when every cell was visited: the candidates are capped at
+                # MAX_CANDIDATES): search every matching row exactly
                 self.last_strategy = "exact over the filtered rows (after over-fetch)"
                 rows = compiled.rows()
                 s, r = self.exact_in(q[None], rows, k + len(excluded))
