@@ -81,6 +81,14 @@ def _add_backbone_config(cfg: CN) -> None:
 
 
 def _add_roi_head_config(cfg: CN) -> None:
+    cfg.MODEL.ROI_FEATURE_HEAD = CN()
+    # Registered name (personsearch.modeling.ROI_FEATURE_HEAD_REGISTRY) of what every person-search
+    # RoI head (OIM, NAE, NAE+, SeqNet, UGAS on any of them) runs on each RoI pooled from
+    # MODEL.ROI_HEADS.IN_FEATURES: "Res5FeatureHead" (C4: res5 on the res4 RoI map; outputs res4,
+    # res5, res4_map, res5_map) or "FPNFeatureHead" (FPN: RoIs pooled from their level, p2..p5, then
+    # the box head MODEL.ROI_BOX_HEAD.NAME/NUM_FC/FC_DIM; outputs box_head, fpn, fpn_map).
+    # MODEL.REID_HEAD.IN_FEATURES and MODEL.UGAS.UG.IN_FEATURES name these outputs.
+    cfg.MODEL.ROI_FEATURE_HEAD.NAME = "Res5FeatureHead"
     # How the C4 RoI head turns per-RoI maps into vectors: "max" (global max pooling, as the
     # official NAE/SeqNet code does despite its comments) or "avg" (the original OIM Caffe model).
     cfg.MODEL.ROI_BOX_HEAD.GLOBAL_POOL = "max"
