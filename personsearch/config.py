@@ -111,7 +111,9 @@ def _add_reid_config(cfg: CN) -> None:
     # Which RoI features the head reads, in this order. Pooled vectors (Linear/NormAware heads):
     # "res4" (global-pooled RoIAlign input of the res5 head) and "res5" (global-pooled res5
     # output). RoI maps (PixelNormAware head): "res4_map" (the RoIAlign output, e.g. 14x14) and
-    # "res5_map" (the res5 output, e.g. 7x7).
+    # "res5_map" (the res5 output, e.g. 7x7). On the FPN feature head (MODEL.ROI_FEATURE_HEAD.NAME
+    # "FPNFeatureHead"): "fpn" (global-pooled RoIAlign map), "box_head" (the box head's output) and
+    # the map "fpn_map".
     cfg.MODEL.REID_HEAD.IN_FEATURES = ["res5"]
     # Normalisation layers of the head. LinearEmbeddingHead: after its projection, "" (none, the
     # OIM paper), "BN" or "SyncBN" (centring is needed when training from scratch, see the head).

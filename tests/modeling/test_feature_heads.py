@@ -66,8 +66,8 @@ def test_every_method_trains_and_searches_on_c4_and_fpn(method, detector):
         assert type(heads.box_feature_head) is feature_head
         assert heads.box_feature_head is not heads.feature_head
     keys = model.state_dict().keys()
-    body = "roi_heads.feature_head.box_head." if detector == "fpn" else "roi_heads.feature_head.res5."
-    assert any(k.startswith(body) for k in keys)
+    body = "box_head." if detector == "fpn" else "res5."
+    assert any(k.startswith("roi_heads.feature_head." + body) for k in keys)
 
     model.train()
     with EventStorage():

@@ -20,8 +20,10 @@ class OIMROIHeads(PersonSearchROIHeads):
     Every sampled proposal goes through RoIAlign (res4) -> res5 -> global pooling (C4; on an FPN:
     RoIAlign on its level -> box head); the feature head's ``box_feature`` (the pooled res5 vector;
     the box head's output) feeds a 2-way softmax classifier and box regressor (detectron2's
-    ``FastRCNNOutputLayers``), and the re-ID head reads ``MODEL.REID_HEAD.IN_FEATURES``. Embeddings are taken on the proposals, so at test
-    time each detection carries the embedding of the proposal it was regressed from.
+    ``FastRCNNOutputLayers``), and the re-ID head reads ``MODEL.REID_HEAD.IN_FEATURES``.
+    Embeddings are taken on the proposals, so at test time each detection carries the embedding of
+    the proposal it was regressed from. As CBGM query contexts are not computed (empty lists), the
+    evaluator emulates them from the detections.
 
     Losses: ``loss_cls``, ``loss_box_reg`` (weight ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT``) and
     ``loss_oim``. Inference returns ``Instances`` with ``pred_boxes``, ``scores`` (softmax person

@@ -53,7 +53,8 @@ class Res5FeatureHead(nn.Module):
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
         if len(in_features) != 1:
             raise ValueError(
-                f"person-search RoI heads on res5 pool from one feature map; got "
+                f"person-search RoI heads pool from one feature map on res5 (MODEL.ROI_FEATURE_"
+                f"HEAD.NAME 'Res5FeatureHead'; 'FPNFeatureHead' pools FPN levels); got "
                 f"MODEL.ROI_HEADS.IN_FEATURES={in_features}"
             )
         if in_features[0] not in input_shape:
