@@ -81,6 +81,14 @@ def _add_backbone_config(cfg: CN) -> None:
 
 
 def _add_roi_head_config(cfg: CN) -> None:
+    cfg.MODEL.ROI_FEATURE_HEAD = CN()
+    # Registered name (personsearch.modeling.ROI_FEATURE_HEAD_REGISTRY) of what every person-search
+    # RoI head (OIM, NAE, NAE+, SeqNet, UGAS on any of them) runs on each RoI pooled from
+    # MODEL.ROI_HEADS.IN_FEATURES: "Res5FeatureHead" (C4: res5 on the res4 RoI map; outputs res4,
+    # res5, res4_map, res5_map) or "FPNFeatureHead" (FPN: RoIs pooled from their level, p2..p5, then
+    # the box head MODEL.ROI_BOX_HEAD.NAME/NUM_FC/FC_DIM; outputs box_head, fpn, fpn_map).
+    # MODEL.REID_HEAD.IN_FEATURES and MODEL.UGAS.UG.IN_FEATURES name these outputs.
+    cfg.MODEL.ROI_FEATURE_HEAD.NAME = "Res5FeatureHead"
     # How the C4 RoI head turns per-RoI maps into vectors: "max" (global max pooling, as the
     # official NAE/SeqNet code does despite its comments) or "avg" (the original OIM Caffe model).
     cfg.MODEL.ROI_BOX_HEAD.GLOBAL_POOL = "max"
@@ -103,7 +111,9 @@ def _add_reid_config(cfg: CN) -> None:
     # Which RoI features the head reads, in this order. Pooled vectors (Linear/NormAware heads):
     # "res4" (global-pooled RoIAlign input of the res5 head) and "res5" (global-pooled res5
     # output). RoI maps (PixelNormAware head): "res4_map" (the RoIAlign output, e.g. 14x14) and
-    # "res5_map" (the res5 output, e.g. 7x7).
+    # "res5_map" (the res5 output, e.g. 7x7). On the FPN feature head (MODEL.ROI_FEATURE_HEAD.NAME
+    # "FPNFeatureHead"): "fpn" (global-pooled RoIAlign map), "box_head" (the box head's output) and
+    # the map "fpn_map".
     cfg.MODEL.REID_HEAD.IN_FEATURES = ["res5"]
     # Normalisation layers of the head. LinearEmbeddingHead: after its projection, "" (none, the
     # OIM paper), "BN" or "SyncBN" (centring is needed when training from scratch, see the head).

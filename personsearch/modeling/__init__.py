@@ -23,15 +23,16 @@ from .reid_heads.norm_aware import NormAwareEmbeddingHead
 from .reid_heads.pixel_norm_aware import PixelNormAwareEmbeddingHead
 from .reid_heads.registry import REID_HEAD_REGISTRY, build_reid_head
 
-# RoI heads
-from .roi_heads.fpn_nae_roi_heads import FPNNAEROIHeads
-from .roi_heads.fpn_oim_roi_heads import FPNOIMROIHeads
-from .roi_heads.fpn_person_search_roi_heads import FPNPersonSearchROIHeads
+# RoI heads, and the RoI feature heads they run on (C4's res5, the FPN box head)
+from .roi_heads.deprecated import FPNNAEROIHeads, FPNOIMROIHeads
+from .roi_heads.feature_head import ROI_FEATURE_HEAD_REGISTRY, build_roi_feature_head
+from .roi_heads.fpn_feature_head import FPNFeatureHead
 from .roi_heads.nae_plus_roi_heads import NAEPlusROIHeads
 from .roi_heads.nae_roi_heads import NAEROIHeads
 from .roi_heads.oim_roi_heads import OIMROIHeads
 from .roi_heads.person_search_roi_heads import PersonSearchROIHeads
 from .roi_heads.plain_res5_roi_heads import PlainRes5ROIHeads
+from .roi_heads.res5_feature_head import Res5FeatureHead
 from .roi_heads.seqnet_roi_heads import SeqNetROIHeads
 
 # UGAS modules (SFM, SD, UG), composed onto any RoI head's embedding path by MODEL.UGAS

@@ -18,7 +18,7 @@ from tests.modeling.test_model_zoo_weights import NARROW_R50, detectron2_detecto
 NAE_FPN = "synthetic/NAE_R10_FPN.yaml"
 # narrow FPN and box head on the tiny body (res2..res5: 8, 16, 32, 64 channels)
 TINY_FPN = ["MODEL.FPN.OUT_CHANNELS", 16, "MODEL.ROI_BOX_HEAD.FC_DIM", 32]
-OIM_FPN = ["MODEL.ROI_HEADS.NAME", "FPNOIMROIHeads", "MODEL.REID_HEAD.NAME", "LinearEmbeddingHead",
+OIM_FPN = ["MODEL.ROI_HEADS.NAME", "OIMROIHeads", "MODEL.REID_HEAD.NAME", "LinearEmbeddingHead",
            "MODEL.REID_HEAD.IN_FEATURES", ["box_head"]]  # fmt: skip
 UGAS_FPN = "synthetic/ablations/UGAS_R10_SFM_FPN.yaml"
 TINY_UGAS = ["MODEL.UGAS.SFM.CONV_DIM", 8, "MODEL.UGAS.SFM.EMBED_DIM", 16,
@@ -61,15 +61,15 @@ def test_fpn_backbone_is_detectron2s_fpn_on_our_resnet_body():
     assert out["p2"].shape == (1, 16, 24, 32) and out["p6"].shape == (1, 16, 2, 2)
 
 
-@pytest.mark.parametrize("head", ["FPNNAEROIHeads", "FPNOIMROIHeads"])
+@pytest.mark.parametrize("head", ["NAEROIHeads", "OIMROIHeads"])
 def test_fpn_heads_train_and_give_detections_with_query_embeddings(head):
-    opts = OIM_FPN if head == "FPNOIMROIHeads" else []
+    opts = OIM_FPN if head == "OIMROIHeads" else []
     model = build(opts=opts + ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0])
     heads = model.roi_heads
-    assert type(heads).__name__ == head
+    assert type(heads).__name__ == head and type(heads.feature_head).__name__ == "FPNFeatureHead"
     losses = train_step(model)
     expected = {"loss_oim", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"}
-    expected |= {"loss_det"} if head == "FPNNAEROIHeads" else {"loss_cls"}
+    expected |= {"loss_det"} if head == "NAEROIHeads" else {"loss_cls"}
     assert set(losses) == expected
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
@@ -94,7 +94,7 @@ def test_fpn_heads_train_and_give_detections_with_query_embeddings(head):
         direct = heads.embed_boxes(model.backbone(images.tensor), [x["query_boxes"]])[0]
     torch.testing.assert_close(out[0]["query_feats"], direct)
     contexts = out[0]["query_contexts"]
-    if head == "FPNNAEROIHeads":  # exact CBGM contexts, query first
+    if head == "NAEROIHeads":  # exact CBGM contexts, query first
         assert len(contexts) == 2
         for c, q in zip(contexts, out[0]["query_feats"]):
             assert 1 <= len(c) <= 8

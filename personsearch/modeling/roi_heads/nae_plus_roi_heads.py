@@ -23,7 +23,8 @@ class NAEPlusROIHeads(NAEROIHeads):
       averaged over every cell of every sampled RoI; background RoIs have all-zero labels (the
       reference matches them to ground truth #0 of the image, see docs/METHODS.md);
     * OIM is trained on the attention-pooled embedding without re-normalisation;
-    * the box regressor reads the *average*-pooled res5 map;
+    * the box regressor reads the *average*-pooled res5 map (the feature head's ``box_map``; on
+      an FPN, which has none, the box head's output);
     * test score: the mean attention of a RoI divided by the largest mean attention among the
       image's proposals (the best proposal scores 1.0), then the same threshold and NMS.
     """
@@ -32,8 +33,12 @@ class NAEPlusROIHeads(NAEROIHeads):
     default_reid_head = "PixelNormAwareEmbeddingHead"
 
     def regression_input(self, roi_feats: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """The average-pooled res5 map (R, C5)."""
-        return roi_feats["res5_map"].mean(dim=(2, 3))
+        """The average-pooled ``box_map`` (R, C5) (C4: res5's output); the ``box_feature`` when the
+        feature head has no box map (FPN: the FC output of the box head)."""
+        box_map = self.feature_head.box_map
+        if box_map is None:
+            return roi_feats[self.feature_head.box_feature]
+        return roi_feats[box_map].mean(dim=(2, 3))
 
     def pixel_labels(self, proposals: List[Instances], size) -> torch.Tensor:
         """(R, 1, H, W) soft labels of the sampled RoIs: coverage by the matched person for

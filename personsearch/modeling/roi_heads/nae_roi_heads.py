@@ -10,8 +10,8 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, ImageList, Instances
 
-from ..backbone.resnet import res5_out_channels
 from .box_regressor import NormAwareBoxRegressor, box_regression_loss
+from .feature_head import box_feature_shape
 from .inference import Candidates, person_detections, query_contexts
 from .person_search_roi_heads import PersonSearchROIHeads
 
@@ -20,11 +20,12 @@ from .person_search_roi_heads import PersonSearchROIHeads
 class NAEROIHeads(PersonSearchROIHeads):
     """Detection and re-identification from one norm-aware embedding per RoI.
 
-    Every sampled proposal goes through RoIAlign (res4) -> res5 -> global max pooling; the re-ID
-    head (``MODEL.REID_HEAD.NAME: NormAwareEmbeddingHead``) projects the pooled res4 and res5
-    vectors
-    to x; ``sigmoid(BN(||x||))`` is the detection score and ``x / ||x||`` the identity; a
-    class-agnostic box regressor (Linear + BN) reads the pooled res5 vector. There is no softmax
+    Every sampled proposal goes through RoIAlign (res4) -> res5 -> global max pooling (C4; on an
+    FPN: RoIAlign on its level -> box head); the re-ID head (``MODEL.REID_HEAD.NAME:
+    NormAwareEmbeddingHead``) projects the pooled res4 and res5 vectors (FPN: ``fpn`` and
+    ``box_head``) to x; ``sigmoid(BN(||x||))`` is the detection score and ``x / ||x||`` the
+    identity; a class-agnostic box regressor (Linear + BN) reads the feature head's
+    ``box_feature`` (the pooled res5 vector; the box head's output). There is no softmax
     classifier. Embeddings belong to the proposals (a detection carries the embedding of the
     proposal it was regressed from), as in the reference.
 
@@ -62,7 +63,7 @@ class NAEROIHeads(PersonSearchROIHeads):
     ):
         """
         Args:
-            box_regressor: class-agnostic deltas from the pooled res5 vector.
+            box_regressor: class-agnostic deltas from the feature head's ``box_feature``.
             box2box_transform: the RoI box coder.
             smooth_l1_beta: smooth-L1 beta of the box loss.
             box_reg_loss_weight, det_loss_weight: loss weights.
@@ -96,7 +97,9 @@ class NAEROIHeads(PersonSearchROIHeads):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         ret = super().from_config(cfg, input_shape)
         ret.update(
-            box_regressor=NormAwareBoxRegressor(res5_out_channels(cfg), cfg.MODEL.REID_HEAD.NORM),
+            box_regressor=NormAwareBoxRegressor(
+                box_feature_shape(ret["feature_head"]).channels, cfg.MODEL.REID_HEAD.NORM
+            ),
             box2box_transform=Box2BoxTransform(weights=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS),
             smooth_l1_beta=cfg.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA,
             box_reg_loss_weight=cfg.MODEL.NAE.BOX_REG_LOSS_WEIGHT,
@@ -111,8 +114,9 @@ class NAEROIHeads(PersonSearchROIHeads):
     # ---- the embedding stage (NAE's whole head; SeqNet's second stage) ----
 
     def regression_input(self, roi_feats: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """The box regressor's input: the max-pooled res5 vector (R, C5)."""
-        return roi_feats["res5"]
+        """The box regressor's input: the feature head's ``box_feature`` (R, C) (C4: the
+        max-pooled res5 vector; FPN: the box head's output)."""
+        return roi_feats[self.feature_head.box_feature]
 
     def embedding_stage(
         self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
@@ -169,6 +173,36 @@ class NAEROIHeads(PersonSearchROIHeads):
         """Per image, the (R_i,) detection scores: ``sigmoid`` of the rescaled norm."""
         return list(torch.sigmoid(reid_out["norm_logits"]).split(counts))
 
+    def postprocess(
+        self,
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        feats: torch.Tensor,
+        image_size: Tuple[int, int],
+        nms_thresh: Optional[float] = None,
+    ) -> Tuple[Instances, torch.Tensor, Candidates]:
+        """One image's detections with the head's test settings (score threshold, detections per
+        image, minimum box size): :func:`~.inference.person_detections`.
+
+        Args:
+            boxes: (R, 4) decoded boxes; scores: (R,); feats: (R, D) embeddings (D may be 0).
+            image_size: (height, width) of the input image.
+            nms_thresh: the NMS threshold (default ``ROI_HEADS.NMS_THRESH_TEST``).
+
+        Returns:
+            ``(instances, kept, candidates)`` as :func:`~.inference.person_detections`.
+        """
+        return person_detections(
+            boxes,
+            scores,
+            feats,
+            image_size,
+            self.test_score_thresh,
+            self.test_nms_thresh if nms_thresh is None else nms_thresh,
+            self.test_topk_per_image,
+            self.test_min_box_size,
+        )
+
     def decode(self, deltas: torch.Tensor, boxes: List[Boxes]) -> List[torch.Tensor]:
         """Per image, (R_i, 4) boxes = ``deltas`` applied to ``boxes``."""
         if not boxes:
@@ -205,16 +239,7 @@ class NAEROIHeads(PersonSearchROIHeads):
         feats = reid_out["embeddings"].split(counts)
         instances, candidates, kept = [], [], []
         for p, b, s, f in zip(proposals, self.decode(deltas, boxes), scores, feats):
-            inst, keep, cand = person_detections(
-                b,
-                s,
-                f,
-                p.image_size,
-                self.test_score_thresh,
-                self.test_nms_thresh,
-                self.test_topk_per_image,
-                self.test_min_box_size,
-            )
+            inst, keep, cand = self.postprocess(b, s, f, p.image_size)
             instances.append(inst)
             candidates.append(cand)
             kept.append(keep)

@@ -1,4 +1,4 @@
-"""The OIM baseline head: Faster R-CNN C4 box head plus an OIM-trained embedding."""
+"""The OIM baseline head: a Faster R-CNN box head (C4 or FPN) plus an OIM-trained embedding."""
 
 from typing import Dict, List, Optional, Tuple
 
@@ -9,18 +9,21 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import ImageList, Instances
 
-from ..backbone.resnet import res5_out_channels
+from .feature_head import box_feature_shape
 from .person_search_roi_heads import PersonSearchROIHeads
 
 
 @ROI_HEADS_REGISTRY.register()
 class OIMROIHeads(PersonSearchROIHeads):
-    """Detection and re-ID from one res5 pass per RoI (the OIM model).
+    """Detection and re-ID from one feature-head pass per RoI (the OIM model).
 
-    Every sampled proposal goes through RoIAlign (res4) -> res5 -> global pooling; the pooled res5
-    vector feeds a 2-way softmax classifier and box regressor (detectron2's
-    ``FastRCNNOutputLayers``) and the re-ID head. Embeddings are taken on the proposals, so at test
-    time each detection carries the embedding of the proposal it was regressed from.
+    Every sampled proposal goes through RoIAlign (res4) -> res5 -> global pooling (C4; on an FPN:
+    RoIAlign on its level -> box head); the feature head's ``box_feature`` (the pooled res5 vector;
+    the box head's output) feeds a 2-way softmax classifier and box regressor (detectron2's
+    ``FastRCNNOutputLayers``), and the re-ID head reads ``MODEL.REID_HEAD.IN_FEATURES``.
+    Embeddings are taken on the proposals, so at test time each detection carries the embedding of
+    the proposal it was regressed from. As CBGM query contexts are not computed (empty lists), the
+    evaluator emulates them from the detections.
 
     Losses: ``loss_cls``, ``loss_box_reg`` (weight ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT``) and
     ``loss_oim``. Inference returns ``Instances`` with ``pred_boxes``, ``scores`` (softmax person
@@ -31,7 +34,8 @@ class OIMROIHeads(PersonSearchROIHeads):
     def __init__(self, *, box_predictor: FastRCNNOutputLayers, **kwargs):
         """
         Args:
-            box_predictor: classification and box regression layers on the pooled res5 vector.
+            box_predictor: classification and box regression layers on the feature head's
+                ``box_feature``.
             kwargs: see :class:`PersonSearchROIHeads`.
         """
         super().__init__(**kwargs)
@@ -40,9 +44,7 @@ class OIMROIHeads(PersonSearchROIHeads):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         ret = super().from_config(cfg, input_shape)
-        ret["box_predictor"] = FastRCNNOutputLayers(
-            cfg, ShapeSpec(channels=res5_out_channels(cfg), height=1, width=1)
-        )
+        ret["box_predictor"] = FastRCNNOutputLayers(cfg, box_feature_shape(ret["feature_head"]))
         return ret
 
     def forward(
@@ -59,7 +61,7 @@ class OIMROIHeads(PersonSearchROIHeads):
             proposals = self.label_and_sample_proposals(proposals, targets)
         boxes = [p.proposal_boxes for p in proposals]
         feats = self.roi_features(features, boxes)
-        predictions = self.box_predictor(feats["res5"])
+        predictions = self.box_predictor(feats[self.feature_head.box_feature])
         reid_out = self.reid_forward(features, boxes, feats)
         if self.training:
             losses = self.box_predictor.losses(predictions, proposals)

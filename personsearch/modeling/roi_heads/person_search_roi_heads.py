@@ -1,4 +1,5 @@
-"""Base class of the person-search RoI heads (C4: RoIAlign on res4, res5 per RoI)."""
+"""Base class of the person-search RoI heads, on C4 (RoIAlign on res4, res5 per RoI) or on an FPN
+(RoIAlign on the RoI's level, detectron2's box head per RoI)."""
 
 from typing import Dict, List, Optional, Tuple
 
@@ -13,11 +14,10 @@ from torch import nn
 
 from personsearch.layers import build_roi_pooler
 
-from ..backbone.resnet import build_res5_stage, res5_out_channels
 from ..losses.oim import OIMLoss
 from ..reid_heads.registry import build_reid_head
 from ..ugas import build_ugas
-from .res5_feature_head import Res5FeatureHead
+from .feature_head import build_roi_feature_head
 
 # pid given to sampled RoIs that must not enter the re-ID loss (background, ignored)
 NOT_A_PERSON = -2
@@ -26,8 +26,10 @@ NOT_A_PERSON = -2
 class PersonSearchROIHeads(ROIHeads):
     """Shared parts of every person-search head; subclasses implement ``forward``.
 
-    Holds the RoI pooler (one feature map, ``MODEL.ROI_HEADS.IN_FEATURES``), the res5 feature head,
-    the re-ID embedding head (``MODEL.REID_HEAD``) and the OIM loss (``MODEL.OIM``), and provides:
+    Holds the RoI pooler (``MODEL.ROI_HEADS.IN_FEATURES``: res4 for C4, the FPN levels for FPN),
+    the RoI feature head (``MODEL.ROI_FEATURE_HEAD.NAME``: res5 or the FPN box head, see
+    :data:`~.feature_head.ROI_FEATURE_HEAD_REGISTRY`), the re-ID embedding head
+    (``MODEL.REID_HEAD``) and the OIM loss (``MODEL.OIM``), and provides:
 
     * :meth:`roi_features`: pooled RoI features of any boxes;
     * :meth:`reid_forward`: the embedding path (the re-ID head, extended by UGAS's modules when
@@ -39,6 +41,10 @@ class PersonSearchROIHeads(ROIHeads):
       boxes in the "GT boxes as detector" evaluation), from the same backbone features;
     * :meth:`inference_with_queries`: an image's detections and its query boxes' embeddings (and,
       for heads that can, the exact CBGM query context) from one backbone pass.
+
+    Subclasses (the methods) read the detector's RoI feature under the feature head's
+    ``box_feature`` name and size what reads it by ``output_channels``, so every method runs on
+    either feature head without a subclass per detector.
     """
 
     @configurable
@@ -47,7 +53,7 @@ class PersonSearchROIHeads(ROIHeads):
         *,
         in_features: List[str],
         pooler: ROIPooler,
-        feature_head: Res5FeatureHead,
+        feature_head: nn.Module,
         reid_head: nn.Module,
         reid_loss: OIMLoss,
         ugas: Optional[nn.Module] = None,
@@ -55,9 +61,10 @@ class PersonSearchROIHeads(ROIHeads):
     ):
         """
         Args:
-            in_features: the single backbone feature map the RoIs are pooled from (e.g. res4).
-            pooler: RoIAlign pooler for that map.
-            feature_head: res5 + global pooling, applied to every pooled RoI.
+            in_features: the backbone feature maps the RoIs are pooled from (res4; or FPN levels).
+            pooler: RoIAlign pooler for those maps.
+            feature_head: the RoI feature head (res5 + global pooling, or the FPN box head),
+                applied to every pooled RoI.
             reid_head: maps the pooled features to L2-normalised embeddings.
             reid_loss: OIM loss with its memories (on the final embedding).
             ugas: the UGAS extension of the embedding path (:mod:`personsearch.modeling.ugas`), or
@@ -76,71 +83,53 @@ class PersonSearchROIHeads(ROIHeads):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         ret = super().from_config(cfg)
-        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        if len(in_features) != 1:
-            raise ValueError(
-                f"person-search RoI heads pool from one feature map; got "
-                f"MODEL.ROI_HEADS.IN_FEATURES={in_features}"
-            )
-        if in_features[0] not in input_shape:
-            raise ValueError(
-                f"MODEL.ROI_HEADS.IN_FEATURES={in_features}: the backbone outputs only "
-                f"{sorted(input_shape)} (MODEL.RESNETS.OUT_FEATURES)"
-            )
-        shape = input_shape[in_features[0]]
-        box_cfg = cfg.MODEL.ROI_BOX_HEAD
-        feature_head = Res5FeatureHead(
-            build_res5_stage(cfg), shape.channels, res5_out_channels(cfg), box_cfg.GLOBAL_POOL
-        )
-        ret.update(
-            in_features=in_features,
-            pooler=build_roi_pooler(
-                box_cfg.POOLER_RESOLUTION,
-                (1.0 / shape.stride,),
-                box_cfg.POOLER_SAMPLING_RATIO,
-                box_cfg.POOLER_TYPE,
-                box_cfg.ROI_ALIGN_CPU,
-            ),
-            **cls.embedding_path(cfg, input_shape, feature_head),
-        )
-        return ret
-
-    @staticmethod
-    def embedding_path(cfg, input_shape: Dict[str, ShapeSpec], feature_head: nn.Module) -> Dict:
-        """The parts after the feature head, shared by the C4 and the FPN heads: the re-ID head,
-        UGAS (or None) and the OIM loss sized to the final embedding.
-
-        Returns:
-            ``{"feature_head", "reid_head", "ugas", "reid_loss"}`` (``__init__`` arguments).
-        """
+        ret.update(cls._init_feature_head(cfg, input_shape))
+        feature_head = ret["feature_head"]
         reid_head = build_reid_head(cfg, feature_head.output_channels)
         ugas = build_ugas(cfg, input_shape, feature_head, reid_head)
         embed_dim = ugas.embed_dim if ugas is not None else reid_head.embed_dim
-        return {
-            "feature_head": feature_head,
-            "reid_head": reid_head,
-            "ugas": ugas,
-            "reid_loss": OIMLoss(cfg, embed_dim),
-        }
+        ret.update(reid_head=reid_head, ugas=ugas, reid_loss=OIMLoss(cfg, embed_dim))
+        return ret
+
+    @classmethod
+    def _init_feature_head(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> Dict:
+        """The RoI pooler and the RoI feature head (``MODEL.ROI_FEATURE_HEAD.NAME``: C4's res5
+        or the FPN box head), as detectron2's ``StandardROIHeads._init_box_head``.
+
+        Returns:
+            ``{"in_features", "pooler", "feature_head"}`` (``__init__`` arguments).
+        """
+        feature_head = build_roi_feature_head(cfg, input_shape)  # checks IN_FEATURES
+        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+        box_cfg = cfg.MODEL.ROI_BOX_HEAD
+        pooler = build_roi_pooler(
+            box_cfg.POOLER_RESOLUTION,
+            tuple(1.0 / input_shape[f].stride for f in in_features),
+            box_cfg.POOLER_SAMPLING_RATIO,
+            box_cfg.POOLER_TYPE,
+            box_cfg.ROI_ALIGN_CPU,
+        )
+        return {"in_features": in_features, "pooler": pooler, "feature_head": feature_head}
 
     def roi_features(
         self,
         features: Dict[str, torch.Tensor],
         boxes: List[Boxes],
-        head: Optional[Res5FeatureHead] = None,
+        head: Optional[nn.Module] = None,
     ) -> Dict[str, torch.Tensor]:
-        """Pool RoIs and run a res5 feature head.
+        """Pool RoIs and run a RoI feature head.
 
         Args:
             features: backbone outputs, ``{name: (N, C, H, W)}``.
             boxes: per image, the RoIs in input-image coordinates.
-            head: the res5 head to run (default ``self.feature_head``, the one the embedding is
+            head: the feature head to run (default ``self.feature_head``, the one the embedding is
                 computed with, whose input UGAS's UG may perturb in training; SeqNet's first stage
                 passes its own).
 
         Returns:
+            The feature head's outputs, R = total RoIs, images concatenated in order. C4:
             ``{"res4": (R, C4), "res5": (R, C5), "res4_map": (R, C4, S, S), "res5_map": (R, C5,
-            s, s)}`` with R = total RoIs, images concatenated in order.
+            s, s)}``; FPN: ``{"box_head": (R, C_box), "fpn": (R, C), "fpn_map": (R, C, S, S)}``.
         """
         x = self.pooler([features[f] for f in self.in_features], boxes)
         if head is None and self.ugas is not None:

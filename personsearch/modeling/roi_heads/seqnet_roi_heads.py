@@ -10,11 +10,12 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Boxes, ImageList, Instances
+from torch import nn
 
-from ..backbone.resnet import res5_out_channels
-from .inference import Candidates, person_detections
+from .feature_head import box_feature_shape
+from .inference import Candidates
+from .lazy_builders import seqnet_stage1_predictor
 from .nae_roi_heads import NAEROIHeads
-from .res5_feature_head import Res5FeatureHead
 
 SCORES = ("stage1", "stage2")
 
@@ -40,14 +41,16 @@ class SeqNetROIHeads(NAEROIHeads):
       then NMS ``MODEL.SEQNET.NMS_THRESH_TEST`` (0.5). Query boxes are embedded by stage 2.
 
     Both res5 copies are built alike and load the same ImageNet res5 weights (the checkpointer gives
-    a shared pretrained key to every copy); they share no parameters.
+    a shared pretrained key to every copy); they share no parameters. On an FPN
+    (``MODEL.ROI_FEATURE_HEAD.NAME: FPNFeatureHead``) the two copies are of the FPN box head, and
+    stage 1 reads its ``box_feature`` (the box head's output) where C4 reads the pooled res5.
     """
 
     @configurable
     def __init__(
         self,
         *,
-        box_feature_head: Res5FeatureHead,
+        box_feature_head: nn.Module,
         box_predictor: FastRCNNOutputLayers,
         final_nms_thresh: float = 0.5,
         score: str = "stage1",
@@ -55,7 +58,7 @@ class SeqNetROIHeads(NAEROIHeads):
     ):
         """
         Args:
-            box_feature_head: stage 1's res5 head (res5 copy A).
+            box_feature_head: stage 1's feature head (res5 copy A; on an FPN, box head copy A).
             box_predictor: stage 1's classifier and class-specific box regressor.
             final_nms_thresh: NMS threshold of the refined boxes at test time.
             score: "stage1" (reference) or "stage2" detection scores.
@@ -65,7 +68,7 @@ class SeqNetROIHeads(NAEROIHeads):
         if score not in SCORES:
             raise ValueError(f"MODEL.SEQNET.SCORE must be one of {SCORES}, got {score!r}")
         if box_feature_head is self.feature_head:
-            raise ValueError("SeqNet's two stages need separate res5 heads")
+            raise ValueError("SeqNet's two stages need separate RoI feature heads")
         self.box_feature_head = box_feature_head
         self.box_predictor = box_predictor
         self.final_nms_thresh = final_nms_thresh
@@ -77,19 +80,13 @@ class SeqNetROIHeads(NAEROIHeads):
         # res5 copy A: built like copy B (a deep copy starts from the same random weights too,
         # as the reference's deepcopy of the ImageNet res5)
         ret["box_feature_head"] = copy.deepcopy(ret["feature_head"])
-        args = FastRCNNOutputLayers.from_config(
-            cfg, ShapeSpec(channels=res5_out_channels(cfg), height=1, width=1)
-        )
+        args = FastRCNNOutputLayers.from_config(cfg, box_feature_shape(ret["feature_head"]))
         args["loss_weight"] = {
             "loss_cls": cfg.MODEL.SEQNET.STAGE1_CLS_LOSS_WEIGHT,
             "loss_box_reg": cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT,
         }
-        predictor = FastRCNNOutputLayers(**args)
-        # the reference's torchvision FastRCNNPredictor keeps PyTorch's default Linear init
-        predictor.cls_score.reset_parameters()
-        predictor.bbox_pred.reset_parameters()
         ret.update(
-            box_predictor=predictor,
+            box_predictor=seqnet_stage1_predictor(**args),
             final_nms_thresh=cfg.MODEL.SEQNET.NMS_THRESH_TEST,
             score=cfg.MODEL.SEQNET.SCORE,
         )
@@ -99,7 +96,7 @@ class SeqNetROIHeads(NAEROIHeads):
         """Stage-1 predictions ``(class logits (R, 2), deltas (R, 4))`` of the proposals."""
         boxes = [p.proposal_boxes for p in proposals]
         feats = self.roi_features(features, boxes, head=self.box_feature_head)
-        return self.box_predictor(feats["res5"])
+        return self.box_predictor(feats[self.box_feature_head.box_feature])
 
     def forward(
         self,
@@ -150,16 +147,7 @@ class SeqNetROIHeads(NAEROIHeads):
         first = []
         for p, s, b in zip(proposals, probs, boxes):
             no_feats = b.new_zeros((len(b), 0))
-            inst, _, _ = person_detections(
-                b,
-                s[:, 0],
-                no_feats,
-                p.image_size,
-                self.test_score_thresh,
-                self.test_nms_thresh,
-                self.test_topk_per_image,
-                self.test_min_box_size,
-            )
+            inst, _, _ = self.postprocess(b, s[:, 0], no_feats, p.image_size)
             first.append(inst)
         stage1_boxes = [inst.pred_boxes for inst in first]
         reid_out, deltas = self.embedding_stage(features, stage1_boxes)
@@ -171,16 +159,7 @@ class SeqNetROIHeads(NAEROIHeads):
         feats = reid_out["embeddings"].split(counts)
         instances, candidates, kept = [], [], []
         for inst, b, s, f in zip(first, self.decode(deltas, stage1_boxes), scores, feats):
-            final, keep, cand = person_detections(
-                b,
-                s,
-                f,
-                inst.image_size,
-                self.test_score_thresh,
-                self.final_nms_thresh,
-                self.test_topk_per_image,
-                self.test_min_box_size,
-            )
+            final, keep, cand = self.postprocess(b, s, f, inst.image_size, self.final_nms_thresh)
             instances.append(final)
             candidates.append(cand)
             kept.append(keep)
