@@ -271,7 +271,8 @@ def _model_setup(args: argparse.Namespace):
 
     from personsearch import get_person_search_cfg
     from personsearch.benchmark.timing import reset_peak_memory
-    from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
+    from personsearch.checkpoint import PersonSearchCheckpointer
+    from personsearch.engine import PersonSearchTrainer
 
     cfg = get_person_search_cfg(args.config_file, args.opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():

@@ -21,7 +21,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from personsearch import get_person_search_cfg  # importing personsearch registers everything
-from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
+from personsearch.checkpoint import PersonSearchCheckpointer
+from personsearch.engine import PersonSearchTrainer
 from personsearch.utils.cli import add_register_json_argument, register_json_datasets
 from personsearch.utils.comm import leave_process_group
 

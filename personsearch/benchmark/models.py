@@ -120,7 +120,7 @@ def build(cfg, weights: Optional[str] = None) -> torch.nn.Module:
     ``weights``) if set."""
     from detectron2.modeling import build_model
 
-    from personsearch.engine import PersonSearchCheckpointer
+    from personsearch.checkpoint import PersonSearchCheckpointer
 
     model = build_model(cfg)
     path = cfg.MODEL.WEIGHTS if weights is None else weights

@@ -1,10 +1,25 @@
-"""Tensor collectives for training-time state that must be identical on every rank."""
+"""Collectives of personsearch: tensor collectives for training-time state that must be identical
+on every rank, and leaving the process group.
+
+Every ``torch.distributed`` call of the package is here; they work with gloo on the CPU and NCCL
+on the GPU, and are the identity (or a no-op) in a single process. Object collectives (pickled
+Python values) are detectron2's ``detectron2.utils.comm``.
+"""
 
 import time
 
 import torch
 import torch.distributed as dist
 from detectron2.utils import comm
+from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers."""
+    while isinstance(model, (DistributedDataParallel, DataParallel)):
+        model = model.module
+    return model
 
 
 def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
@@ -41,6 +56,22 @@ def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return value
+
+
+def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
+    """Copy every buffer of rank ``src``'s ``model`` to the same buffer on the other ranks
+    (a collective call; a no-op in one process).
+
+    Args:
+        model: this rank's model (``DistributedDataParallel`` / ``DataParallel`` wrappers are
+            looked through).
+        src: the rank whose buffers are kept.
+    """
+    if comm.get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for buf in unwrap_model(model).buffers():
+            dist.broadcast(buf.data, src=src)
 
 
 def leave_process_group(grace_seconds: float = 0.05) -> None:

@@ -61,7 +61,7 @@ def build_inference_model(cfg: CfgNode) -> torch.nn.Module:
         FileNotFoundError, ValueError: the checkpointer's errors for a missing or unreadable
             weights file (they name the path).
     """
-    from personsearch.engine import PersonSearchCheckpointer
+    from personsearch.checkpoint import PersonSearchCheckpointer
 
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from personsearch.engine.checkpointer import PersonSearchCheckpointer
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.utils.serialization import TRUSTED_FILES_ENV, UntrustedFileError
 
 
