@@ -38,7 +38,10 @@ logger = logging.getLogger(__name__)
 class PersonSearchTrainer(DefaultTrainer):
     """``DefaultTrainer`` for person search.
 
-    Differences from detectron2's trainer, all through its documented extension points:
+    Differences from detectron2's trainer, all through its documented extension points (the
+    ``build_*`` classmethods, ``build_hooks``, ``resume_or_load``, ``state_dict``, ``test``), plus
+    :meth:`wrap_ddp_model`, :meth:`build_train_loop` and :meth:`build_checkpointer` for the three
+    objects ``DefaultTrainer.__init__`` hard-codes:
 
     * data: :class:`PersonSearchDatasetMapper` for training and test loaders; several training
       datasets get disjoint person-id ranges; ``MODEL.OIM.NUM_PIDS`` is checked against the data
