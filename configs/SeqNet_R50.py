@@ -8,7 +8,7 @@ argument (tests/test_lazy_config.py checks that both build the same modules and 
 The sections follow detectron2's lazy-config training script (``tools/lazyconfig_train_net.py``:
 ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier``, ``train``). Two things that script
 does differently from personsearch's trainer (README, "Using personsearch in your own detectron2
-code"): load ``train.init_checkpoint`` with ``personsearch.engine.PersonSearchCheckpointer``
+code"): load ``train.init_checkpoint`` with ``personsearch.checkpoint.PersonSearchCheckpointer``
 (detectron2's checkpointer cannot give the one ImageNet res5 to both res5 stages), and it has no
 full-model gradient clipping (the reference clips the total norm at 10).
 """
@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from torch.optim import SGD
 
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
-from personsearch.engine.trainer import load_training_records
+from personsearch.data.build import load_training_records
 from personsearch.evaluation import PersonSearchEvaluator
 from personsearch.layers import build_roi_pooler
 from personsearch.modeling import NormAwareEmbeddingHead, OIMLoss, PersonSearchRCNN, SeqNetROIHeads

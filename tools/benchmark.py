@@ -267,16 +267,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, train: bool) -> None:
 
 
 def _model_setup(args: argparse.Namespace):
-    import torch
-
     from personsearch import get_person_search_cfg
     from personsearch.benchmark.timing import reset_peak_memory
-    from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
+    from personsearch.checkpoint import PersonSearchCheckpointer
+    from personsearch.engine import PersonSearchTrainer
+    from personsearch.utils.device import check_device
 
     cfg = get_person_search_cfg(args.config_file, args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"{args.config_file}: MODEL.DEVICE is cuda but CUDA is not available; "
-                         "add 'MODEL.DEVICE cpu'.")  # fmt: skip
+    check_device(cfg.MODEL.DEVICE, args.config_file, SystemExit)
     cfg.freeze()
     model = PersonSearchTrainer.build_model(cfg)
     if cfg.MODEL.WEIGHTS:

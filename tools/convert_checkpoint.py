@@ -54,6 +54,7 @@ def convert(argv: Optional[List[str]] = None) -> dict:
 
     from personsearch import get_person_search_cfg
     from personsearch.checkpoint import convert_official_state_dict, load_official_state_dict
+    from personsearch.utils.file_io import atomic_write
 
     config = args.config_file or os.path.join(REPO, DEFAULT_CONFIGS[args.source])
     cfg = get_person_search_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""] + args.opts)
@@ -81,9 +82,8 @@ def convert(argv: Optional[List[str]] = None) -> dict:
         "model": converted,
         "__author__": f"personsearch convert_checkpoint --from {args.source}",
     }
-    tmp = args.output + ".tmp"  # written then renamed: never a half-written output
-    torch.save(ckpt, tmp)
-    os.replace(tmp, args.output)
+    with atomic_write(args.output, "wb") as f:  # written then renamed: never half an output
+        torch.save(ckpt, f)
     lines = report.lines() + [f"wrote {args.output}"]
     return {"output": args.output, "report": lines}
 

@@ -276,10 +276,10 @@ def run_one(args: argparse.Namespace, config: str, seed: int) -> Dict[str, float
     with _SCORING:  # scoring reads the shared dataset caches; one run at a time
         res = _score_run(args, out)
     res.update(config=config, seed=seed)
-    tmp = done + ".tmp"
-    with open(tmp, "w") as f:
+    from personsearch.utils.file_io import atomic_write
+
+    with atomic_write(done, "w") as f:
         json.dump(res, f, indent=2)
-    os.replace(tmp, done)
     return res
 
 

@@ -327,12 +327,11 @@ def _check_index_arguments(args: argparse.Namespace) -> None:
 def run_index(args: argparse.Namespace) -> Dict:
     """Check everything that can be checked in this process, then index in ``--num-gpus`` x
     ``--num-machines`` processes (this one alone when both are 1)."""
-    import torch
-
     from personsearch import get_person_search_cfg
     from personsearch.search import SearchIndex, model_fingerprint
     from personsearch.search.filters import parse_time
     from personsearch.search.sources import VideoReader
+    from personsearch.utils.device import check_device
 
     _check_index_arguments(args)
     args.start_time_s = parse_time(args.start_time, "--start-time")
@@ -346,8 +345,7 @@ def run_index(args: argparse.Namespace) -> Dict:
             logger.warning(f"{args.image_source[0]}: no image files found")
     cfg = get_person_search_cfg(args.config_file, args.opts)
     weights = _local_weights(cfg.MODEL.WEIGHTS)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("MODEL.DEVICE is cuda but CUDA is not available; add 'MODEL.DEVICE cpu'")
+    check_device(cfg.MODEL.DEVICE, args.config_file, ValueError)
     args.weights_file = weights
     args.model = model_fingerprint(cfg, weights)
     # an index of another model or threshold is refused before any process starts

@@ -14,26 +14,23 @@ split in every process before the config is read, so NAME can be used in ``DATAS
 ``DATASETS.TEST`` (docs/DATASET_FORMAT.md).
 """
 
-import torch
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from personsearch import get_person_search_cfg  # importing personsearch registers everything
-from personsearch.engine import PersonSearchCheckpointer, PersonSearchTrainer
+from personsearch.checkpoint import PersonSearchCheckpointer
+from personsearch.engine import PersonSearchTrainer
 from personsearch.utils.cli import add_register_json_argument, register_json_datasets
 from personsearch.utils.comm import leave_process_group
+from personsearch.utils.device import check_device
 
 
 def setup(args):
     """Config from ``--config-file`` and trailing overrides, frozen; logging into OUTPUT_DIR."""
     cfg = get_person_search_cfg(args.config_file, args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"{args.config_file} runs on MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not "
-            "available here; add 'MODEL.DEVICE cpu' to the command to run on the CPU."
-        )
+    check_device(cfg.MODEL.DEVICE, args.config_file, RuntimeError)
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="personsearch")

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import torch
 
+from ..utils import device as device_utils
 from .forcing import forced_overrides
 
 PLAIN_META_ARCH = "GeneralizedRCNN"
@@ -108,11 +109,7 @@ def is_reference_resnet50(cfg) -> bool:
 
 def check_device(cfg, what: str) -> None:
     """Raise ``SystemExit`` for a CUDA config on a machine without CUDA."""
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(
-            f"{what}: MODEL.DEVICE is {cfg.MODEL.DEVICE} but CUDA is not available; add "
-            "'MODEL.DEVICE cpu' to the command."
-        )
+    device_utils.check_device(cfg.MODEL.DEVICE, what, SystemExit)
 
 
 def build(cfg, weights: Optional[str] = None) -> torch.nn.Module:
@@ -120,7 +117,7 @@ def build(cfg, weights: Optional[str] = None) -> torch.nn.Module:
     ``weights``) if set."""
     from detectron2.modeling import build_model
 
-    from personsearch.engine import PersonSearchCheckpointer
+    from personsearch.checkpoint import PersonSearchCheckpointer
 
     model = build_model(cfg)
     path = cfg.MODEL.WEIGHTS if weights is None else weights

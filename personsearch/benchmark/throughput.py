@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..utils.file_io import atomic_write
 from .inputs import BenchmarkInputs
 from .measure import InferenceSession, prepare_for_inference
 from .models import model_cfg, plain_detector_cfg
@@ -147,9 +148,8 @@ class ThroughputRun:
         for name, text in (("throughput.json", json.dumps(out, indent=2, default=str)),
                            ("throughput.md", self.markdown())):  # fmt: skip
             path = os.path.join(self.s.out_dir, name)
-            with open(path + ".tmp", "w") as f:
+            with atomic_write(path, "w") as f:
                 f.write(text)
-            os.replace(path + ".tmp", path)
 
     # ---- measuring ----
 

@@ -8,19 +8,12 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 from torch import nn
-from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from personsearch.data.samplers import STEP_STREAM, derive_seed, seed_all_rngs
 from personsearch.modeling.losses.oim import OIMLoss
+from personsearch.utils.comm import unwrap_model
 
 logger = logging.getLogger(__name__)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers."""
-    while isinstance(model, (DistributedDataParallel, DataParallel)):
-        model = model.module
-    return model
 
 
 class StepSeedHook(HookBase):

@@ -30,9 +30,9 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.modeling.inference_optimization import InferenceOptions, optimize_for_inference
 
-from .checkpointer import PersonSearchCheckpointer
 from .preprocessing import BOX_TOLERANCE, InferencePreprocessor, check_boxes, check_image
 
 __all__ = ["BOX_TOLERANCE", "PersonSearchPredictor", "check_boxes", "check_image"]

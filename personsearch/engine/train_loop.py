@@ -46,6 +46,9 @@ class GuardedTrainLoop(SimpleTrainer):
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
     def run_step(self):
+        # SimpleTrainer.run_step's contract for subclasses, as detectron2's AMPTrainer uses it:
+        # the batch from the (private) lazily created iterator _data_loader_iter, the metrics
+        # through _write_metrics (checked against detectron2 0.7.2 and upstream 02b5c4e2).
         assert self.model.training, "[GuardedTrainLoop] model was changed to eval mode!"
         start = time.perf_counter()
         data = next(self._data_loader_iter)

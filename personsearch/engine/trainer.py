@@ -1,25 +1,20 @@
 """PersonSearchTrainer: detectron2's DefaultTrainer wired to the person-search components."""
 
-import glob
 import logging
 import os
 import weakref
-from typing import Dict, List, Optional
+from typing import Optional
 
-import torch
-import torch.distributed as dist
-from detectron2.data import (
-    DatasetCatalog,
-    build_detection_test_loader,
-    build_detection_train_loader,
-)
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import filter_images_with_only_crowd_annotations
-from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model
+from detectron2.engine import DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.engine import hooks as d2_hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch import nn
 
+from personsearch.checkpoint import PersonSearchCheckpointer, remove_stale_temporary_files
+from personsearch.data.build import load_training_records
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
 from personsearch.data.samplers import (
     ResumableTrainLoader,
@@ -27,10 +22,12 @@ from personsearch.data.samplers import (
     derive_seed,
 )
 from personsearch.solver.build import build_optimizer
+from personsearch.utils.comm import broadcast_buffers
 
-from .checkpointer import PersonSearchCheckpointer
-from .hooks import OIMSyncCheckHook, StepSeedHook, unwrap_model
+from .hooks import OIMSyncCheckHook, StepSeedHook
 from .train_loop import GuardedTrainLoop
+
+__all__ = ["PersonSearchTrainer"]
 
 # derive_seed stream of the PreciseBN loader (the training loader uses the run seed itself)
 PRECISE_BN_STREAM = 2
@@ -41,7 +38,10 @@ logger = logging.getLogger(__name__)
 class PersonSearchTrainer(DefaultTrainer):
     """``DefaultTrainer`` for person search.
 
-    Differences from detectron2's trainer, all through its documented extension points:
+    Differences from detectron2's trainer, all through its documented extension points (the
+    ``build_*`` classmethods, ``build_hooks``, ``resume_or_load``, ``state_dict``, ``test``), plus
+    :meth:`wrap_ddp_model`, :meth:`build_train_loop` and :meth:`build_checkpointer` for the three
+    objects ``DefaultTrainer.__init__`` hard-codes:
 
     * data: :class:`PersonSearchDatasetMapper` for training and test loaders; several training
       datasets get disjoint person-id ranges; ``MODEL.OIM.NUM_PIDS`` is checked against the data
@@ -65,37 +65,58 @@ class PersonSearchTrainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        # The construction order of DefaultTrainer.__init__, with our train loop and checkpointer.
+        # DefaultTrainer.__init__ (detectron2 0.7.2 and upstream 02b5c4e2, 2026-06) builds the
+        # model, optimizer, data loader and LR scheduler through the build_* classmethods we
+        # override, but hard-codes three objects that have no such hook: the train loop
+        # (SimpleTrainer / AMPTrainer), the checkpointer (DetectionCheckpointer) and the DDP
+        # wrapper (create_ddp_model with device_ids=[local rank], which DDP refuses for a CPU
+        # model). Calling it would build and wrap everything once for nothing, and fail outright
+        # under multi-process CPU (gloo) training. So this is its construction, in its order, with
+        # those three built by the overridable methods below.
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         # one seed for the data stream and the per-iteration seeds, identical on every rank
         self.run_seed = int(cfg.SEED) if cfg.SEED >= 0 else int(comm.shared_random_seed())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        # detectron2's create_ddp_model passes device_ids=[local rank], which DDP rejects for a
-        # CPU model; CPU processes (gloo) need device_ids=None.
+        model = self.wrap_ddp_model(model)
+        # DefaultTrainer's run_step, state_dict and model/data_loader/optimizer read this attribute
+        self._trainer = self.build_train_loop(cfg, model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = self.build_checkpointer(cfg, model, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+        self._configure_data_streams()
+
+    @staticmethod
+    def wrap_ddp_model(model: nn.Module) -> nn.Module:
+        """detectron2's ``create_ddp_model`` (no wrapper in one process), with ``device_ids`` that
+        DDP accepts for a CPU model too (None; detectron2 passes ``[local rank]``)."""
         on_gpu = next(model.parameters()).device.type == "cuda"
         device_ids = [comm.get_local_rank()] if on_gpu else None
-        model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
-        self._trainer = GuardedTrainLoop(
+        return create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
+
+    @classmethod
+    def build_train_loop(cls, cfg, model, data_loader, optimizer) -> SimpleTrainer:
+        """The object that runs one training step: :class:`GuardedTrainLoop` (non-finite guards,
+        ``SOLVER.NONFINITE.MAX_SKIPS``, and ``SOLVER.AMP`` in bfloat16 or float16)."""
+        return GuardedTrainLoop(
             model,
             data_loader,
             optimizer,
             max_skips=cfg.SOLVER.NONFINITE.MAX_SKIPS,
             amp_dtype=cfg.SOLVER.AMP.DTYPE if cfg.SOLVER.AMP.ENABLED else "",
         )
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = PersonSearchCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
-        self._configure_data_streams()
+
+    @classmethod
+    def build_checkpointer(cls, cfg, model, **checkpointables) -> PersonSearchCheckpointer:
+        """The checkpointer of training: :class:`PersonSearchCheckpointer` into ``OUTPUT_DIR``."""
+        return PersonSearchCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
 
     def build_hooks(self):
         """detectron2's hooks, plus :class:`StepSeedHook` (first) and, with
@@ -116,7 +137,7 @@ class PersonSearchTrainer(DefaultTrainer):
         iteration training continues from. Must be called before :meth:`train`.
         """
         # the loader's iterator is created at the first training step, so it can still be moved
-        if self._trainer._data_loader_iter_obj is not None:
+        if _data_loader_iterated(self._trainer):
             raise RuntimeError(
                 "resume_or_load() was called after the training data loader was iterated; the "
                 "data stream can no longer be positioned. Call it before train()."
@@ -143,8 +164,8 @@ class PersonSearchTrainer(DefaultTrainer):
                     f"(run seed {self.run_seed})."
                 )
         for h in self._hooks:
-            loader = getattr(h, "_data_loader", None)
-            if isinstance(h, d2_hooks.PreciseBN) and isinstance(loader, ResumableTrainLoader):
+            loader = _precise_bn_loader(h)
+            if isinstance(loader, ResumableTrainLoader):
                 # PreciseBN took NUM_ITER batches at every EVAL_PERIOD-th iteration before
                 period, n = self.cfg.TEST.EVAL_PERIOD, self.cfg.TEST.PRECISE_BN.NUM_ITER
                 loader.set_seed(derive_seed(self.run_seed, PRECISE_BN_STREAM))
@@ -228,94 +249,21 @@ class PersonSearchTrainer(DefaultTrainer):
         return PersonSearchEvaluator(dataset_name, cfg, output_dir=output_folder)
 
 
-def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
-    """Copy every buffer of rank ``src``'s ``model`` to the same buffer on the other ranks
-    (a collective call; a no-op in one process)."""
-    if comm.get_world_size() == 1:
-        return
-    with torch.no_grad():
-        for buf in unwrap_model(model).buffers():
-            dist.broadcast(buf.data, src=src)
+# ---- detectron2 internals ----
+# The only reads of private detectron2 training state, both for exact resumption (checked against
+# detectron2 0.7.2 = sal-detectron2 and upstream detectron2 02b5c4e2, 2026-06). detectron2 has no
+# public way to position a data stream: DefaultTrainer restarts its loaders on resume.
 
 
-def remove_stale_temporary_files(output_dir: str) -> List[str]:
-    """Delete the ``*.pth.tmp`` and ``last_checkpoint.tmp`` files a killed checkpoint save leaves
-    in ``output_dir`` (saves write a temporary file and rename it, so these are never complete
-    checkpoints and ``last_checkpoint`` never names them).
-
-    Args:
-        output_dir: the checkpoint folder (``OUTPUT_DIR``); may not exist.
-
-    Returns:
-        The removed paths (each one is also logged).
-    """
-    stale = sorted(glob.glob(os.path.join(glob.escape(output_dir), "*.pth.tmp")))
-    tag = os.path.join(output_dir, "last_checkpoint.tmp")
-    if os.path.isfile(tag):
-        stale.append(tag)
-    removed = []
-    for path in stale:
-        try:
-            os.remove(path)
-        except OSError as e:
-            logger.warning(f"Cannot remove the incomplete checkpoint file {path}: {e}")
-            continue
-        logger.warning(f"Removed {path}, an incomplete file of a checkpoint save that was killed.")
-        removed.append(path)
-    return removed
+def _data_loader_iterated(train_loop: SimpleTrainer) -> bool:
+    """Whether the train loop already created its data-loader iterator (SimpleTrainer creates it
+    lazily at the first step, in ``_data_loader_iter``; until then the loader can be positioned)."""
+    return getattr(train_loop, "_data_loader_iter_obj", None) is not None
 
 
-def load_training_records(dataset_names: List[str], num_pids: int) -> List[Dict]:
-    """Load and concatenate training splits, giving each split its own person-id range.
-
-    Args:
-        dataset_names: registered training splits (``DATASETS.TRAIN``).
-        num_pids: ``MODEL.OIM.NUM_PIDS``, the OIM lookup-table size.
-
-    Returns:
-        The records; person ids of the k-th split are shifted by the identity count of the splits
-        before it (unlabeled people stay -1).
-
-    Raises:
-        ValueError: if the identities do not fit ``num_pids`` (both numbers in the message).
-    """
-    if isinstance(dataset_names, str):
-        dataset_names = [dataset_names]
-    records, offset, counts = [], 0, []
-    for name in dataset_names:
-        dicts = DatasetCatalog.get(name)
-        if not dicts:
-            raise ValueError(f"Training dataset {name!r} is empty")
-        pids = []
-        for d in dicts:
-            for k, a in enumerate(d.get("annotations", [])):
-                if "person_id" not in a:
-                    image = d.get("image_id", d.get("file_name"))
-                    raise KeyError(
-                        f"Training dataset {name!r}, image {image!r}, annotation {k} has no "
-                        "'person_id': person-search datasets label every box with a person id "
-                        "(-1 for unlabeled people)"
-                    )
-                pids.append(a["person_id"])
-        n = max([p for p in pids if p >= 0], default=-1) + 1
-        if offset:
-            for d in dicts:
-                for a in d.get("annotations", []):
-                    if a["person_id"] >= 0:
-                        a["person_id"] += offset
-        counts.append(f"{name}: {n}")
-        records.extend(dicts)
-        offset += n
-    if offset > num_pids:
-        raise ValueError(
-            f"MODEL.OIM.NUM_PIDS={num_pids} is smaller than the number of labeled identities in "
-            f"the training data, {offset} ({', '.join(counts)}); set MODEL.OIM.NUM_PIDS {offset}"
-        )
-    if offset < num_pids:
-        logger.warning(
-            f"MODEL.OIM.NUM_PIDS={num_pids} but the training data has {offset} identities "
-            f"({', '.join(counts)}); the unused lookup-table rows stay zero."
-        )
-    else:
-        logger.info(f"Training identities: {offset} ({', '.join(counts)})")
-    return records
+def _precise_bn_loader(hook) -> Optional[object]:
+    """The training loader a ``PreciseBN`` hook of ``DefaultTrainer.build_hooks`` draws from
+    (detectron2 keeps it in ``_data_loader``), else None."""
+    if isinstance(hook, d2_hooks.PreciseBN):
+        return getattr(hook, "_data_loader", None)
+    return None

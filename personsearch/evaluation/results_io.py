@@ -35,7 +35,6 @@ emulates the context from the query image's gallery detections.
 """
 
 import os
-import tempfile
 import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from numpy.exceptions import ComplexWarning
 
+from personsearch.utils.file_io import atomic_write
 from personsearch.utils.serialization import FileReadError, check_saved_types, load_torch_file
 
 FORMAT_VERSION = 1
@@ -106,25 +106,18 @@ def build_results(
 
 
 def save_results(path: str, results: Mapping[str, Any]) -> None:
-    """Write a results dict atomically: to a temporary file in the same folder, then
-    ``os.replace`` onto ``path``, so a reader never sees a half-written file.
+    """Write a results dict atomically (:func:`personsearch.utils.file_io.atomic_write`): to a
+    temporary file in the same folder, then ``os.replace`` onto ``path``, so a reader never sees a
+    half-written file.
 
     Args:
         path: destination file (its folder is created if needed).
         results: a dict in the documented format (e.g. from :func:`build_results`).
     """
     check_saved_types(dict(results), f"results file {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(results), f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, "wb", unique=True) as f:
+        torch.save(dict(results), f)
 
 
 def load_results(path: str) -> Dict[str, Any]:

@@ -36,8 +36,9 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..utils.file_io import atomic_path, atomic_write
 from .errors import SearchIndexError
-from .index import ANN_DIR, Columns, SearchIndex, atomic_write_bytes, now
+from .index import ANN_DIR, Columns, SearchIndex, now
 
 __all__ = ["ANN_KINDS", "AUTO_MIN_DETS", "AnnIndex", "default_params", "update_ann"]
 
@@ -304,13 +305,12 @@ class AnnIndex:
         self.meta["generation"] = int(self.meta.get("generation", 0)) + 1
         name = f"index_{self.meta['generation']:06d}.faiss"
         file = os.path.join(folder, name)
-        faiss.write_index(self.index, file + ".tmp")
-        with open(file + ".tmp", "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(file + ".tmp", file)
+        with atomic_path(file) as tmp:
+            faiss.write_index(self.index, tmp)
         self.meta.update(file=name, bytes=os.path.getsize(file), updated=now())
         data = json.dumps(self.meta, indent=1).encode("utf-8")
-        atomic_write_bytes(os.path.join(folder, ANN_META), lambda f: f.write(data))
+        with atomic_write(os.path.join(folder, ANN_META), "wb") as f:
+            f.write(data)
         for n in os.listdir(folder):
             if n not in (name, ANN_META) and (n.endswith(".faiss") or n.endswith(".tmp")):
                 with contextlib.suppress(OSError):

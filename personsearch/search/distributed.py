@@ -11,6 +11,8 @@ from typing import Any, List
 
 from detectron2.utils import comm
 
+from ..utils import comm as collectives
+
 __all__ = ["all_gather", "all_true", "broadcast", "gather_to_main", "is_main", "rank", "world_size"]
 
 
@@ -31,25 +33,19 @@ def is_main() -> bool:
 
 def broadcast(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (the other ranks' arguments are ignored)."""
-    if world_size() == 1:
-        return obj
-    return comm.all_gather(obj if is_main() else None)[0]
+    return collectives.broadcast_object(obj)
 
 
 def gather_to_main(obj: Any) -> List[Any]:
     """Every rank's ``obj`` in rank order on rank 0, ``[]`` on the others."""
-    if world_size() == 1:
-        return [obj]
-    return comm.gather(obj, dst=0)
+    return collectives.gather_to_main(obj)
 
 
 def all_gather(obj: Any) -> List[Any]:
     """Every rank's ``obj`` in rank order, on every rank."""
-    if world_size() == 1:
-        return [obj]
-    return comm.all_gather(obj)
+    return collectives.all_gather_objects(obj)
 
 
 def all_true(flag: bool) -> bool:
     """Whether ``flag`` is true on every rank."""
-    return all(all_gather(bool(flag)))
+    return collectives.all_true(flag)

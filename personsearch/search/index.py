@@ -41,6 +41,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.file_io import atomic_write
 from . import database as db
 from .entries import Entries
 from .errors import IndexMismatchError, SearchIndexError
@@ -123,27 +124,6 @@ def model_fingerprint(cfg, weights: str) -> Dict[str, str]:
 def now() -> str:
     """UTC time, ISO 8601, seconds."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a folder (a rename in it becomes durable)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: str, write) -> None:
-    """Write ``path`` through ``write(file)`` into ``path.tmp``, fsync, rename."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 @dataclass
@@ -323,7 +303,8 @@ class SearchIndex:
 
     def _write_manifest(self) -> None:
         data = json.dumps(self.manifest, indent=1).encode("utf-8")
-        atomic_write_bytes(self.manifest_path(self.path), lambda f: f.write(data))
+        with atomic_write(self.manifest_path(self.path), "wb") as f:
+            f.write(data)
 
     def close(self) -> None:
         """Close the database and release the write lock."""

@@ -22,6 +22,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from ..utils.file_io import atomic_write
 from ..utils.serialization import load_arrays
 from .entries import Entries
 from .errors import SearchIndexError
@@ -139,12 +140,8 @@ def _migrate_locked(path: str, manifest: Dict[str, Any], progress: bool) -> Dict
         os.replace(os.path.join(work, name), os.path.join(path, name))
     # the switch: the version 2 manifest replaces the version 1 one atomically
     data = json.dumps(created, indent=1).encode("utf-8")
-    tmp = os.path.join(path, MANIFEST + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(os.path.join(path, MANIFEST), "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(path, MANIFEST))
     shutil.rmtree(work)
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(os.path.join(path, "shards"))

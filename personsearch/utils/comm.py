@@ -1,10 +1,27 @@
-"""Tensor collectives for training-time state that must be identical on every rank."""
+"""Collectives of personsearch: tensor collectives for training-time state that must be identical
+on every rank, and leaving the process group.
+
+Every ``torch.distributed`` call of the package and every wrapper of detectron2's object
+collectives (``detectron2.utils.comm``, pickled Python values over its CPU gloo group) is here.
+They work with gloo on the CPU and NCCL on the GPU, and are the identity (or a no-op) without a
+process group or with one process.
+"""
 
 import time
+from typing import Any, List
 
 import torch
 import torch.distributed as dist
 from detectron2.utils import comm
+from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers."""
+    while isinstance(model, (DistributedDataParallel, DataParallel)):
+        model = model.module
+    return model
 
 
 def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
@@ -41,6 +58,48 @@ def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return value
+
+
+def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
+    """Copy every buffer of rank ``src``'s ``model`` to the same buffer on the other ranks
+    (a collective call; a no-op in one process).
+
+    Args:
+        model: this rank's model (``DistributedDataParallel`` / ``DataParallel`` wrappers are
+            looked through).
+        src: the rank whose buffers are kept.
+    """
+    if comm.get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for buf in unwrap_model(model).buffers():
+            dist.broadcast(buf.data, src=src)
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (the other ranks' arguments are ignored)."""
+    if comm.get_world_size() == 1:
+        return obj
+    return comm.all_gather(obj if comm.is_main_process() else None)[0]
+
+
+def gather_to_main(obj: Any) -> List[Any]:
+    """Every rank's ``obj`` in rank order on rank 0, ``[]`` on the others."""
+    if comm.get_world_size() == 1:
+        return [obj]
+    return comm.gather(obj, dst=0)
+
+
+def all_gather_objects(obj: Any) -> List[Any]:
+    """Every rank's ``obj`` in rank order, on every rank."""
+    if comm.get_world_size() == 1:
+        return [obj]
+    return comm.all_gather(obj)
+
+
+def all_true(flag: bool) -> bool:
+    """Whether ``flag`` is true on every rank."""
+    return all(all_gather_objects(bool(flag)))
 
 
 def leave_process_group(grace_seconds: float = 0.05) -> None:

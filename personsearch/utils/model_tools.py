@@ -14,6 +14,7 @@ from detectron2.structures import Boxes, BoxMode
 
 from personsearch.config import get_person_search_cfg
 from personsearch.utils.cli import unregistered_datasets_message
+from personsearch.utils.device import cuda_unavailable_message
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,9 @@ def load_config(parser: argparse.ArgumentParser, config_file: str, opts: Sequenc
     if len(opts) % 2:
         parser.error(f"config overrides come in KEY VALUE pairs; got {opts}")
     cfg = get_person_search_cfg(config_file, opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(
-            f"{config_file} runs on MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not available "
-            "here; add 'MODEL.DEVICE cpu' to the command to run on the CPU."
-        )
+    message = cuda_unavailable_message(cfg.MODEL.DEVICE, config_file)
+    if message:
+        parser.error(message)
     return cfg
 
 
@@ -61,7 +60,7 @@ def build_inference_model(cfg: CfgNode) -> torch.nn.Module:
         FileNotFoundError, ValueError: the checkpointer's errors for a missing or unreadable
             weights file (they name the path).
     """
-    from personsearch.engine import PersonSearchCheckpointer
+    from personsearch.checkpoint import PersonSearchCheckpointer
 
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:

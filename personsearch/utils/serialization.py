@@ -1,7 +1,8 @@
 """Reading the files personsearch loads, with one explicit unpickling policy.
 
 Every pickle-based file the project reads goes through this module: training checkpoints and
-``--resume`` (:class:`~personsearch.engine.checkpointer.PersonSearchCheckpointer`),
+``--resume`` (:class:`~personsearch.checkpoint.PersonSearchCheckpointer`, which picks the
+reader per format in :mod:`personsearch.checkpoint.loading`),
 ``MODEL.WEIGHTS`` (``.pth``, detectron2 model-zoo ``.pkl``, pycls ``.pyth``), the official
 SeqNet/NAE checkpoints (:mod:`personsearch.checkpoint.official`) and results files
 (:mod:`personsearch.evaluation.results_io`). Search-index shards are numpy ``.npz`` files read

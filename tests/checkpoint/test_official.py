@@ -12,8 +12,11 @@ import torchvision
 from detectron2.modeling import build_model
 
 from personsearch import get_person_search_cfg
-from personsearch.checkpoint import ConversionError, load_official_state_dict
-from personsearch.engine import PersonSearchCheckpointer
+from personsearch.checkpoint import (
+    ConversionError,
+    PersonSearchCheckpointer,
+    load_official_state_dict,
+)
 from tests.common import CONFIGS, load_tool
 
 

@@ -10,10 +10,11 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
 from personsearch.data.datasets.cuhk_sysu import load_cuhk_sysu
 from personsearch.data.datasets.synthetic import generate_synthetic_dataset
-from personsearch.engine import PersonSearchCheckpointer, PersonSearchPredictor
+from personsearch.engine import PersonSearchPredictor
 from tests.common import randomize_batchnorm, tiny_cfg
 
 ATOL = 1e-5

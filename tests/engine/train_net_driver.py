@@ -30,8 +30,9 @@ import train_net  # noqa: E402
 
 from personsearch.data.datasets.cuhk_sysu import register_cuhk_sysu  # noqa: E402
 from personsearch.engine import OIMSyncCheckHook, PersonSearchTrainer  # noqa: E402
-from personsearch.engine.hooks import oim_memory_checksums, unwrap_model  # noqa: E402
+from personsearch.engine.hooks import oim_memory_checksums  # noqa: E402
 from personsearch.modeling.losses.oim import OIMLoss  # noqa: E402
+from personsearch.utils.comm import unwrap_model  # noqa: E402
 
 register_cuhk_sysu("driver_train", os.environ["PS_TEST_DATA"], "train")
 register_cuhk_sysu("driver_test", os.environ["PS_TEST_DATA"], "test")

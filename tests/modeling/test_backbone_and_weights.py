@@ -9,7 +9,7 @@ import torch
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
-from personsearch.engine import PersonSearchCheckpointer
+from personsearch.checkpoint import PersonSearchCheckpointer
 from tests.common import tiny_cfg
 
 

@@ -9,7 +9,7 @@ from detectron2.modeling.backbone.fpn import FPN
 from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 
-from personsearch.engine import PersonSearchCheckpointer
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.modeling.backbone.c4_fpn import C4FPNBackbone
 from personsearch.modeling.backbone.resnet import PersonSearchResNet
 from tests.common import random_input, tiny_cfg

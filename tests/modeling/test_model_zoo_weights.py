@@ -19,8 +19,8 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
 from personsearch import get_person_search_cfg
-from personsearch.engine import PersonSearchCheckpointer
-from personsearch.engine.checkpointer import map_detector_checkpoint
+from personsearch.checkpoint import PersonSearchCheckpointer
+from personsearch.checkpoint.model_zoo import map_detector_checkpoint
 from tests.common import CONFIGS, tiny_cfg
 
 D2_CONFIGS = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs")

@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from personsearch.engine import PersonSearchCheckpointer
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.modeling import NormAwareEmbeddingHead, PixelNormAwareEmbeddingHead
 from personsearch.modeling.reid_heads.norm_aware import split_embedding_dim
 from personsearch.modeling.roi_heads.pixel_labels import cell_coverage

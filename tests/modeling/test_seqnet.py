@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 
-from personsearch.engine import PersonSearchCheckpointer
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.modeling.roi_heads.inference import person_detections
 from personsearch.modeling.roi_heads.seqnet_roi_heads import SeqNetROIHeads
 from tests.common import random_input, tiny_cfg

@@ -530,7 +530,7 @@ def test_deprecated_ug_keys_are_accepted():
 
 
 def test_branch_memories_are_saved_and_restored(tmp_path):
-    from personsearch.engine import PersonSearchCheckpointer
+    from personsearch.checkpoint import PersonSearchCheckpointer
 
     model = ugas()
     _train_step(model)

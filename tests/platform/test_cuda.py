@@ -8,7 +8,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from personsearch.engine.checkpointer import PersonSearchCheckpointer
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.engine.predictor import PersonSearchPredictor
 from personsearch.engine.train_loop import GuardedTrainLoop
 from personsearch.utils.serialization import check_saved_types, load_torch_file, unsafe_globals

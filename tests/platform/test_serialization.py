@@ -14,8 +14,8 @@ import torch
 from detectron2.engine import HookBase
 from torch import nn
 
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.engine import PersonSearchTrainer
-from personsearch.engine.checkpointer import PersonSearchCheckpointer
 from personsearch.evaluation import load_results, save_results
 from personsearch.utils.serialization import (
     TRUSTED_FILES_ENV,

@@ -8,8 +8,9 @@ import torch
 from detectron2.modeling import build_model
 
 from personsearch import get_person_search_cfg
-from personsearch.engine import PersonSearchCheckpointer
-from personsearch.engine.trainer import PersonSearchTrainer, load_training_records
+from personsearch.checkpoint import PersonSearchCheckpointer
+from personsearch.data.build import load_training_records
+from personsearch.engine.trainer import PersonSearchTrainer
 from tests.common import CONFIGS, TINY_MODEL_OPTS, load_tool, tiny_cfg
 from tests.evaluation.toy import A, B, record
 
@@ -176,7 +177,7 @@ def test_corrupt_weights_file_names_the_path(tiny_model, tmp_path, damage):
 def test_training_records_without_person_ids_name_the_record():
     from detectron2.data import DatasetCatalog
 
-    from personsearch.engine.trainer import load_training_records
+    from personsearch.data.build import load_training_records
 
     name = "no_person_ids_train"
     if name in DatasetCatalog.list():

@@ -8,6 +8,8 @@ from typing import Dict, Optional, Sequence
 
 from detectron2.structures import BoxMode
 
+from personsearch.utils.file_io import atomic_write
+
 from .common import UNLABELED_PID
 from .json_format import FORMAT_NAME, FORMAT_VERSION, PERSON_CATEGORY
 
@@ -127,10 +129,8 @@ def save_person_search_json(
         data["queries"] = query_entries
     folder = os.path.dirname(os.path.abspath(json_file))
     os.makedirs(folder, exist_ok=True)
-    tmp = json_file + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(json_file, "w", encoding="utf-8") as f:
         json.dump(data, f)
-    os.replace(tmp, json_file)
     logger.info(
         "Wrote %d images, %d boxes and %d queries to %s",
         len(images),

@@ -5,6 +5,8 @@ from typing import Dict, List, Sequence
 from detectron2.utils.registry import Registry
 from torch import nn
 
+from personsearch.utils.registry import build_from_registry
+
 REID_HEAD_REGISTRY = Registry("REID_HEAD")
 REID_HEAD_REGISTRY.__doc__ = """
 Re-ID heads map the pooled RoI features of a person-search RoI head to embeddings.
@@ -24,12 +26,9 @@ def build_reid_head(cfg, input_channels: Dict[str, int]) -> nn.Module:
         input_channels: channels of every pooled RoI feature the RoI head provides.
     """
     name = cfg.MODEL.REID_HEAD.NAME
-    if name not in REID_HEAD_REGISTRY:
-        raise ValueError(
-            f"MODEL.REID_HEAD.NAME {name!r} is not a registered re-ID head; registered: "
-            f"{sorted(k for k, _ in REID_HEAD_REGISTRY)}"
-        )
-    return REID_HEAD_REGISTRY.get(name)(cfg, input_channels)
+    return build_from_registry(
+        REID_HEAD_REGISTRY, "MODEL.REID_HEAD.NAME", name, cfg, input_channels, kind="re-ID head"
+    )
 
 
 def check_in_features(

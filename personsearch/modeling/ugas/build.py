@@ -6,8 +6,10 @@ from typing import Dict, List, Optional
 from detectron2.layers import ShapeSpec
 from torch import nn
 
+from personsearch.utils.registry import build_from_registry
+
 from ..losses.oim import OIMLoss
-from .registry import SD_REGISTRY, SFM_REGISTRY, UG_REGISTRY, build_from
+from .registry import SD_REGISTRY, SFM_REGISTRY, UG_REGISTRY
 from .ugas_embedding import UGASEmbedding
 
 
@@ -78,7 +80,7 @@ def build_ugas(
     deep_dim = reid_head.embed_dim
     sfm = sd = ug = deep_loss = shallow_loss = None
     if u.SFM.ENABLED:
-        sfm = build_from(
+        sfm = build_from_registry(
             SFM_REGISTRY, "MODEL.UGAS.SFM.NAME", u.SFM.NAME, cfg, input_shape, deep_dim
         )
         deep_loss = OIMLoss(cfg, deep_dim, loss_weight=u.SFM.DEEP_LOSS_WEIGHT)
@@ -89,7 +91,7 @@ def build_ugas(
                 "MODEL.UGAS.SD.ENABLED needs MODEL.UGAS.SFM.ENABLED: self-distillation runs "
                 "between the deep branch and the shallow branch that SFM adds"
             )
-        sd = build_from(
+        sd = build_from_registry(
             SD_REGISTRY, "MODEL.UGAS.SD.NAME", u.SD.NAME, cfg, deep_dim, sfm.shallow_dim
         )
     ug_inputs = []
@@ -98,7 +100,7 @@ def build_ugas(
         map_channels = [feature_head.output_channels[n] for n in ug_inputs]
         vector_channels = sfm.level_channels if sfm is not None else 0
         embed_dim = sfm.embed_dim if sfm is not None else deep_dim
-        ug = build_from(
+        ug = build_from_registry(
             UG_REGISTRY,
             "MODEL.UGAS.UG.NAME",
             u.UG.NAME,

@@ -34,12 +34,3 @@ read); exposes ``has_variance`` and:
 * ``reid_loss(main_loss, feats, pids, log_var, iou) -> dict``: the main OIM loss of the foreground
   RoIs as guided by their uncertainty, plus the variant's own terms; it updates the main memories.
 """
-
-
-def build_from(registry: Registry, key: str, name: str, *args):
-    """Build ``name`` from ``registry``; an unknown name is an error naming ``key``."""
-    if name not in registry:
-        raise ValueError(
-            f"{key} {name!r} is not registered; registered: {sorted(k for k, _ in registry)}"
-        )
-    return registry.get(name)(*args)

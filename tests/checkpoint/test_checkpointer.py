@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from personsearch.engine.checkpointer import PersonSearchCheckpointer
+from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.utils.serialization import TRUSTED_FILES_ENV, UntrustedFileError
 
 
@@ -75,3 +75,19 @@ def test_weights_only_load_and_refusal_unless_trusted(tmp_path, caplog, monkeypa
         loaded = ckpt.load(str(odd))
     assert "full unpickling" in caplog.text and str(odd) in caplog.text
     assert loaded["extra"].value == 3
+
+
+def test_old_import_paths_still_work_with_a_deprecation_warning():
+    import personsearch.engine
+    import personsearch.engine.checkpointer as old_module
+    from personsearch.checkpoint.model_zoo import map_detector_checkpoint
+    from personsearch.data.build import load_training_records
+
+    with pytest.deprecated_call(match="personsearch.checkpoint.PersonSearchCheckpointer"):
+        assert personsearch.engine.PersonSearchCheckpointer is PersonSearchCheckpointer
+    with pytest.deprecated_call(match="personsearch.data.build.load_training_records"):
+        assert personsearch.engine.load_training_records is load_training_records
+    with pytest.deprecated_call(match="personsearch.checkpoint.model_zoo"):
+        assert old_module.map_detector_checkpoint is map_detector_checkpoint
+    with pytest.raises(AttributeError):
+        personsearch.engine.no_such_name  # noqa: B018
