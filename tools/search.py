@@ -36,7 +36,7 @@ changed files, by content hash) and resumable (work is committed every --shard-s
 200,000 detections on it also builds or updates an approximate index (FAISS IVF-PQ; --ann).
 ``query`` prints the top hits and writes ``<label>_contact_sheet.png`` and a self-contained
 ``<label>_report.html`` per query into ``--output``. The index format is described in
-``personsearch/search/index.py``.
+``personsearch/apps/search/index.py``.
 """
 
 import argparse
@@ -46,7 +46,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-logger = logging.getLogger("personsearch.search")
+logger = logging.getLogger("personsearch.apps.search")
 
 try:  # what detectron2's launch raises in the parent when a process fails or dies
     from torch.multiprocessing.spawn import ProcessException as ProcessFailed
@@ -58,7 +58,7 @@ except ImportError:  # pragma: no cover
 # arguments
 # ------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from personsearch.search import ANN_KINDS, SEARCH_BACKENDS
+    from personsearch.apps.search import ANN_KINDS, SEARCH_BACKENDS
     from personsearch.utils.cli import add_register_json_argument
 
     parser = argparse.ArgumentParser(
@@ -200,7 +200,7 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
-    """Conditions every hit must meet (personsearch.search.filters)."""
+    """Conditions every hit must meet (personsearch.apps.search.filters)."""
     # camera names (index --camera, or the dataset's camera_id); repeatable: any of them
     p.add_argument("--camera", action="append", default=[], help="camera (repeatable)")
     # sources by label, folder/video path or name; repeatable: any of them
@@ -217,9 +217,9 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def search_filter(args: argparse.Namespace):
-    """The :class:`~personsearch.search.SearchFilter` of the query flags."""
-    from personsearch.search import SearchFilter
-    from personsearch.search.filters import parse_time
+    """The :class:`~personsearch.apps.search.SearchFilter` of the query flags."""
+    from personsearch.apps.search import SearchFilter
+    from personsearch.apps.search.filters import parse_time
 
     return SearchFilter(
         cameras=args.camera,
@@ -259,7 +259,7 @@ def _dataset_records(name: str, register_json) -> List[Dict]:
 def _image_source(args):
     """(root, relative paths, skipped files, source record, cameras) of --images or --dataset;
     cameras: relative path -> camera name of the records that carry a camera_id."""
-    from personsearch.search.sources import scan_image_folder
+    from personsearch.apps.search.sources import scan_image_folder
 
     if args.images:
         root = os.path.abspath(args.images)
@@ -330,9 +330,9 @@ def run_index(args: argparse.Namespace) -> Dict:
     import torch
 
     from personsearch import get_person_search_cfg
-    from personsearch.search import SearchIndex, model_fingerprint
-    from personsearch.search.filters import parse_time
-    from personsearch.search.sources import VideoReader
+    from personsearch.apps.search import SearchIndex, model_fingerprint
+    from personsearch.apps.search.filters import parse_time
+    from personsearch.apps.search.sources import VideoReader
 
     _check_index_arguments(args)
     args.start_time_s = parse_time(args.start_time, "--start-time")
@@ -378,10 +378,10 @@ def _index_worker(args: argparse.Namespace) -> Dict:
     import torch
 
     from personsearch import get_person_search_cfg
+    from personsearch.apps.search import Indexer, SearchIndex
+    from personsearch.apps.search import distributed as dist
+    from personsearch.apps.search import update_ann
     from personsearch.engine import PersonSearchPredictor
-    from personsearch.search import Indexer, SearchIndex
-    from personsearch.search import distributed as dist
-    from personsearch.search import update_ann
     from personsearch.utils.comm import leave_process_group
 
     world = dist.world_size()
@@ -448,7 +448,7 @@ def _index_worker(args: argparse.Namespace) -> Dict:
 # query
 # ------------------------------------------------------------------------------------------------
 def _query_specs(args) -> List:
-    from personsearch.search import QuerySpec
+    from personsearch.apps.search import QuerySpec
 
     if args.image:
         stem = os.path.splitext(os.path.basename(args.image))[0]
@@ -492,7 +492,7 @@ def _print_hits(label: str, query: Dict, hits, total: int, settings: str) -> Non
 def run_query(args: argparse.Namespace) -> Dict:
     import cv2
 
-    from personsearch.search import (
+    from personsearch.apps.search import (
         GallerySearch,
         SearchIndex,
         embed_queries,
@@ -501,9 +501,9 @@ def run_query(args: argparse.Namespace) -> Dict:
         render_contact_sheet,
         render_html,
     )
-    from personsearch.search.filters import CompiledFilter
-    from personsearch.search.report import hit_crop
-    from personsearch.search.sources import check_image_file
+    from personsearch.apps.search.filters import CompiledFilter
+    from personsearch.apps.search.report import hit_crop
+    from personsearch.apps.search.sources import check_image_file
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
@@ -595,7 +595,7 @@ def run_query(args: argparse.Namespace) -> Dict:
 # info
 # ------------------------------------------------------------------------------------------------
 def run_info(args: argparse.Namespace) -> Dict:
-    from personsearch.search import AnnIndex, SearchIndex
+    from personsearch.apps.search import AnnIndex, SearchIndex
 
     with SearchIndex.open(args.index) as index:
         m = index.manifest
@@ -625,7 +625,7 @@ def run_info(args: argparse.Namespace) -> Dict:
 
 
 def run_ann(args: argparse.Namespace) -> Dict:
-    from personsearch.search import SearchIndex, update_ann
+    from personsearch.apps.search import SearchIndex, update_ann
 
     manifest = SearchIndex.read_manifest(args.index) if SearchIndex.exists(args.index) else None
     if manifest is None:
@@ -639,7 +639,7 @@ def run_ann(args: argparse.Namespace) -> Dict:
 
 
 def run_verify(args: argparse.Namespace) -> Dict:
-    from personsearch.search import AnnIndex, SearchIndex
+    from personsearch.apps.search import AnnIndex, SearchIndex
 
     with SearchIndex.open(args.index) as index:
         res = index.verify(progress=True)
@@ -652,7 +652,7 @@ def run_verify(args: argparse.Namespace) -> Dict:
 
 
 def run_migrate(args: argparse.Namespace) -> Dict:
-    from personsearch.search.legacy import migrate_v1
+    from personsearch.apps.search.legacy import migrate_v1
 
     if not os.path.isdir(args.index):
         raise FileNotFoundError(f"Search index {args.index!r}: folder not found")

@@ -24,7 +24,13 @@ from .results_io import (
     validate_results,
 )
 from .scoring import CBGM_DEFAULTS, SearchOptions, pack_results, score_results
-from .search import GallerySpec, PackedDetections, SearchResult, evaluate_search, score_query
+from .search_protocol import (
+    GallerySpec,
+    PackedDetections,
+    SearchResult,
+    evaluate_search,
+    score_query,
+)
 
 __all__ = [
     # boxes / ranking

@@ -25,7 +25,7 @@ from .galleries import (
     person_index,
 )
 from .results_io import validate_results
-from .search import TOPK, PackedDetections, evaluate_search
+from .search_protocol import TOPK, PackedDetections, evaluate_search
 
 logger = logging.getLogger(__name__)
 
