@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import sklearn
 
-from .boxes import adaptive_iou_threshold, pairwise_iou
+from .boxes import adaptive_iou_threshold, pairwise_iou_numpy
 from .cbgm import CBGMOptions, build_query_context, cbgm_rescore, match_context
 from .ranking import recall_scaled_ap, top_k_descending
 
@@ -230,7 +230,7 @@ def score_query(
         order = np.argsort(block)[::-1]
         boxes = labels_boxes(s, s + n)[order]
         sims[s : s + n] = block[order]
-        ious = pairwise_iou(boxes, gt[None])[:, 0]
+        ious = pairwise_iou_numpy(boxes, gt[None])[:, 0]
         hit = np.flatnonzero(ious >= adaptive_iou_threshold(gt))
         if hit.size:
             labels[s + hit[0]] = 1

@@ -22,7 +22,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..utils.serialization import load_arrays
+from personsearch.utils.serialization import load_arrays
+
 from .entries import Entries
 from .errors import SearchIndexError
 from .index import DATABASE, EMBEDDINGS, FORMAT, LOCK, MANIFEST, SearchIndex
