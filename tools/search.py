@@ -46,6 +46,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+# the command line over the search application, the package personsearch.apps.search
 logger = logging.getLogger("personsearch.apps.search")
 
 try:  # what detectron2's launch raises in the parent when a process fails or dies
@@ -259,30 +260,14 @@ def _dataset_records(name: str, register_json) -> List[Dict]:
 def _image_source(args):
     """(root, relative paths, skipped files, source record, cameras) of --images or --dataset;
     cameras: relative path -> camera name of the records that carry a camera_id."""
-    from personsearch.apps.search.sources import scan_image_folder
+    from personsearch.apps.search import folder_image_source, records_image_source
 
     if args.images:
-        root = os.path.abspath(args.images)
-        images, skipped = scan_image_folder(root, exclude=[args.index])
-        source = {"kind": "images", "root": root}
-        if args.camera:
-            source["camera"] = source["label"] = args.camera
-        return root, images, skipped, source, {}
+        return folder_image_source(args.images, args.camera, exclude=[args.index])
     records = _dataset_records(args.dataset, args.register_json)
-    files = [os.path.abspath(r["file_name"]) for r in records]
-    if not files:
+    if not records:
         raise ValueError(f"--dataset {args.dataset!r} has no images")
-    root = os.path.commonpath([os.path.dirname(f) for f in files])
-    rel_of = {f: os.path.relpath(f, root).replace(os.sep, "/") for f in files}
-    cameras = {
-        rel_of[f]: str(r["camera_id"])
-        for f, r in zip(files, records)
-        if r.get("camera_id") is not None
-    }
-    source = {"kind": "images", "root": root, "dataset": args.dataset}
-    if args.camera:
-        source["camera"] = source["label"] = args.camera
-    return root, sorted(rel_of.values()), [], source, cameras
+    return records_image_source(records, args.dataset, args.camera)
 
 
 def _local_weights(weights: str) -> str:
@@ -448,7 +433,7 @@ def _index_worker(args: argparse.Namespace) -> Dict:
 # query
 # ------------------------------------------------------------------------------------------------
 def _query_specs(args) -> List:
-    from personsearch.apps.search import QuerySpec
+    from personsearch.apps.search import QuerySpec, dataset_query_specs
 
     if args.image:
         stem = os.path.splitext(os.path.basename(args.image))[0]
@@ -464,16 +449,11 @@ def _query_specs(args) -> List:
             wanted = [int(i) for i in indices.split(",")]
         except ValueError:
             raise ValueError(f"--dataset-query {spec!r}: query indices must be integers") from None
-        by_index = {}
-        for r in _dataset_records(name, args.register_json):
-            for q in r.get("queries", []):
-                by_index[int(q["query_index"])] = (r["file_name"], q["bbox"])
-        for i in wanted:
-            if i not in by_index:
-                span = f"{min(by_index)}..{max(by_index)}" if by_index else "none"
-                raise ValueError(f"--dataset-query: {name} has no query {i} (query indices {span})")
-            file, box = by_index[i]
-            specs.append(QuerySpec(file, box, f"{name}_q{i}"))
+        records = _dataset_records(name, args.register_json)
+        try:
+            specs += dataset_query_specs(name, records, wanted)
+        except ValueError as e:
+            raise ValueError(f"--dataset-query: {e}") from None
     return specs
 
 
@@ -490,19 +470,15 @@ def _print_hits(label: str, query: Dict, hits, total: int, settings: str) -> Non
 
 
 def run_query(args: argparse.Namespace) -> Dict:
-    import cv2
-
     from personsearch.apps.search import (
         GallerySearch,
         SearchIndex,
         embed_queries,
         load_hit_pictures,
         predictor_for_index,
-        render_contact_sheet,
-        render_html,
+        write_query_report,
     )
     from personsearch.apps.search.filters import CompiledFilter
-    from personsearch.apps.search.report import hit_crop
     from personsearch.apps.search.sources import check_image_file
 
     if args.top_k < 1:
@@ -563,27 +539,8 @@ def run_query(args: argparse.Namespace) -> Dict:
         label = q["spec"].label
         _print_hits(label, q, hits, num_dets, f"{search.backend}, {mode}, filter: "
                     f"{filters.describe()}")  # fmt: skip
-        scene = cv2.cvtColor(q["image"], cv2.COLOR_BGR2RGB)
-        query_crop = hit_crop(scene, q["box"]) if q["spec"].box is not None else scene
-        pictures = load_hit_pictures(search, hits)
-        crops = [hit_crop(p, h.box) for p, h in zip(pictures, hits)]
-        sheet = render_contact_sheet(
-            os.path.join(out_dir, f"{label}_contact_sheet.png"), query_crop, label, hits, crops
-        )
-        report = render_html(
-            os.path.join(out_dir, f"{label}_report.html"),
-            f"Person search: {label}",
-            {
-                "label": label,
-                "source": q["spec"].image,
-                "box": q["box"],
-                "crop": query_crop,
-                "scene": scene if q["spec"].box is not None else None,
-            },
-            hits,
-            crops,
-            pictures,
-            settings,
+        sheet, report = write_query_report(
+            out_dir, q, hits, load_hit_pictures(search, hits), settings
         )
         print(f"contact sheet: {sheet}")
         print(f"report: {report}")

@@ -30,5 +30,12 @@ from .filters import SearchFilter
 from .gallery import GallerySearch
 from .index import Columns, SearchIndex, model_fingerprint
 from .indexer import Indexer, IndexStats
-from .report import Hit, render_contact_sheet, render_html
-from .searcher import QuerySpec, embed_queries, load_hit_pictures, predictor_for_index
+from .report import Hit, render_contact_sheet, render_html, write_query_report
+from .searcher import (
+    QuerySpec,
+    dataset_query_specs,
+    embed_queries,
+    load_hit_pictures,
+    predictor_for_index,
+)
+from .sources import folder_image_source, records_image_source
