@@ -6,7 +6,20 @@ own keys keep their meaning; where personsearch accepts new values for an existi
 here says so.
 """
 
+import warnings
+from typing import Any
+
 from detectron2.config import CfgNode as CN
+
+# Keys renamed in this release, old -> new. The old key stays in the config for one release as a
+# deprecated alias (default None = not given): a value given under it (yaml file, command line,
+# an older run's config.yaml) is moved to the new key with a FutureWarning by
+# :func:`upgrade_renamed_keys`, which get_person_search_cfg and the readers of the new key call.
+RENAMED_KEYS = {
+    # the score threshold of the *gallery* detections a search ranks; DET_THRESH read like an
+    # abbreviation of TEST.SEARCH.DETECTION_THRESH (the detection metrics' threshold)
+    "TEST.SEARCH.DET_THRESH": "TEST.SEARCH.GALLERY_SCORE_THRESH",
+}
 
 
 def add_personsearch_config(cfg: CN) -> CN:
@@ -330,8 +343,12 @@ def _add_search_test_config(cfg: CN) -> None:
     cfg.TEST.SEARCH.SUBSET = ""
     # Fraction of queries in the "lowres" subset (0.1 matches CUHK-SYSU's 290 of 2900).
     cfg.TEST.SEARCH.LOWRES_FRACTION = 0.1
-    # Gallery detections with a score below this are discarded before searching.
-    cfg.TEST.SEARCH.DET_THRESH = 0.5
+    # Gallery detections with a score below this are discarded before searching (the search
+    # protocols' det_thresh). Not the detection metrics' threshold (DETECTION_THRESH below).
+    cfg.TEST.SEARCH.GALLERY_SCORE_THRESH = 0.5
+    # Deprecated alias of GALLERY_SCORE_THRESH (its old name), removed in the next release; None =
+    # not given. A value given here replaces GALLERY_SCORE_THRESH, with a warning (RENAMED_KEYS).
+    cfg.TEST.SEARCH.DET_THRESH = None
     # Confidence-weighted similarity: multiply gallery embeddings by their detection score.
     # Query embeddings are never weighted.
     cfg.TEST.SEARCH.CWS = True
@@ -379,7 +396,62 @@ def get_person_search_cfg(config_file: str = "", opts=()) -> CN:
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
-    return cfg
+    return upgrade_renamed_keys(cfg)
+
+
+def _lookup(cfg: CN, key: str, default: Any = None) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def upgrade_renamed_keys(cfg: CN) -> CN:
+    """Move the values given under deprecated aliases to their new keys (:data:`RENAMED_KEYS`).
+
+    Each alias given (not None) emits a ``FutureWarning`` naming the new key. Giving both an alias
+    and its new key with different values is an error.
+
+    Args:
+        cfg: a personsearch config (frozen or not; it is not changed).
+
+    Returns:
+        ``cfg`` itself when no alias is given, else an upgraded copy (frozen if ``cfg`` was) whose
+        aliases are None again.
+    """
+    given = {old: new for old, new in RENAMED_KEYS.items() if _lookup(cfg, old) is not None}
+    if not given:
+        return cfg
+    from detectron2.config import get_cfg
+
+    defaults = add_personsearch_config(get_cfg())
+    out = cfg.clone()
+    out.defrost()
+    for old, new in given.items():
+        value, current = _lookup(cfg, old), _lookup(cfg, new)
+        default = _lookup(defaults, new)
+        if current != default and current != value:
+            raise ValueError(
+                f"Config keys {old} (deprecated) and {new} are both given, with different values "
+                f"({value!r} and {current!r}); give only {new}."
+            )
+        warnings.warn(
+            f"Config key {old} is deprecated and will be removed in the next release; it was "
+            f"renamed {new} ({old} {value!r} is used as {new}).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        *parents, last = new.split(".")
+        _lookup(out, ".".join(parents))[last] = value
+        *parents, last = old.split(".")
+        _lookup(out, ".".join(parents))[last] = None
+    if cfg.is_frozen():
+        out.freeze()
+    return out
 
 
 def _add_test_optimize_config(cfg: CN) -> None:

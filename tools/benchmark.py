@@ -406,7 +406,7 @@ def random_search_gallery(num: int, dim: int, seed: int = 0, chunk: int = 65536)
 def run_search_index(args: argparse.Namespace) -> Dict[str, float]:
     import torch
 
-    from personsearch.search import ExactSearcher
+    from personsearch.apps.search import ExactSearcher
 
     t0 = time.perf_counter()
     feats, scores = random_search_gallery(args.num_dets, args.dim, args.seed)
@@ -427,7 +427,7 @@ def run_search_index(args: argparse.Namespace) -> Dict[str, float]:
         lambda: exact.search(queries, args.top_k), args.repeat
     )
     if args.faiss:
-        from personsearch.search.faiss_backend import FaissSearcher
+        from personsearch.apps.search.faiss_backend import FaissSearcher
 
         t0 = time.perf_counter()
         fs = FaissSearcher(feats, weights)

@@ -36,7 +36,7 @@ changed files, by content hash) and resumable (work is committed every --shard-s
 200,000 detections on it also builds or updates an approximate index (FAISS IVF-PQ; --ann).
 ``query`` prints the top hits and writes ``<label>_contact_sheet.png`` and a self-contained
 ``<label>_report.html`` per query into ``--output``. The index format is described in
-``personsearch/search/index.py``.
+``personsearch/apps/search/index.py``.
 """
 
 import argparse
@@ -46,7 +46,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-logger = logging.getLogger("personsearch.search")
+# the command line over the search application, the package personsearch.apps.search
+logger = logging.getLogger("personsearch.apps.search")
 
 try:  # what detectron2's launch raises in the parent when a process fails or dies
     from torch.multiprocessing.spawn import ProcessException as ProcessFailed
@@ -58,7 +59,7 @@ except ImportError:  # pragma: no cover
 # arguments
 # ------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from personsearch.search import ANN_KINDS, SEARCH_BACKENDS
+    from personsearch.apps.search import ANN_KINDS, SEARCH_BACKENDS
     from personsearch.utils.cli import add_register_json_argument
 
     parser = argparse.ArgumentParser(
@@ -200,7 +201,7 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
-    """Conditions every hit must meet (personsearch.search.filters)."""
+    """Conditions every hit must meet (personsearch.apps.search.filters)."""
     # camera names (index --camera, or the dataset's camera_id); repeatable: any of them
     p.add_argument("--camera", action="append", default=[], help="camera (repeatable)")
     # sources by label, folder/video path or name; repeatable: any of them
@@ -217,9 +218,9 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def search_filter(args: argparse.Namespace):
-    """The :class:`~personsearch.search.SearchFilter` of the query flags."""
-    from personsearch.search import SearchFilter
-    from personsearch.search.filters import parse_time
+    """The :class:`~personsearch.apps.search.SearchFilter` of the query flags."""
+    from personsearch.apps.search import SearchFilter
+    from personsearch.apps.search.filters import parse_time
 
     return SearchFilter(
         cameras=args.camera,
@@ -259,30 +260,14 @@ def _dataset_records(name: str, register_json) -> List[Dict]:
 def _image_source(args):
     """(root, relative paths, skipped files, source record, cameras) of --images or --dataset;
     cameras: relative path -> camera name of the records that carry a camera_id."""
-    from personsearch.search.sources import scan_image_folder
+    from personsearch.apps.search import folder_image_source, records_image_source
 
     if args.images:
-        root = os.path.abspath(args.images)
-        images, skipped = scan_image_folder(root, exclude=[args.index])
-        source = {"kind": "images", "root": root}
-        if args.camera:
-            source["camera"] = source["label"] = args.camera
-        return root, images, skipped, source, {}
+        return folder_image_source(args.images, args.camera, exclude=[args.index])
     records = _dataset_records(args.dataset, args.register_json)
-    files = [os.path.abspath(r["file_name"]) for r in records]
-    if not files:
+    if not records:
         raise ValueError(f"--dataset {args.dataset!r} has no images")
-    root = os.path.commonpath([os.path.dirname(f) for f in files])
-    rel_of = {f: os.path.relpath(f, root).replace(os.sep, "/") for f in files}
-    cameras = {
-        rel_of[f]: str(r["camera_id"])
-        for f, r in zip(files, records)
-        if r.get("camera_id") is not None
-    }
-    source = {"kind": "images", "root": root, "dataset": args.dataset}
-    if args.camera:
-        source["camera"] = source["label"] = args.camera
-    return root, sorted(rel_of.values()), [], source, cameras
+    return records_image_source(records, args.dataset, args.camera)
 
 
 def _local_weights(weights: str) -> str:
@@ -328,9 +313,9 @@ def run_index(args: argparse.Namespace) -> Dict:
     """Check everything that can be checked in this process, then index in ``--num-gpus`` x
     ``--num-machines`` processes (this one alone when both are 1)."""
     from personsearch import get_person_search_cfg
-    from personsearch.search import SearchIndex, model_fingerprint
-    from personsearch.search.filters import parse_time
-    from personsearch.search.sources import VideoReader
+    from personsearch.apps.search import SearchIndex, model_fingerprint
+    from personsearch.apps.search.filters import parse_time
+    from personsearch.apps.search.sources import VideoReader
     from personsearch.utils.device import check_device
 
     _check_index_arguments(args)
@@ -376,10 +361,10 @@ def _index_worker(args: argparse.Namespace) -> Dict:
     import torch
 
     from personsearch import get_person_search_cfg
+    from personsearch.apps.search import Indexer, SearchIndex
+    from personsearch.apps.search import distributed as dist
+    from personsearch.apps.search import update_ann
     from personsearch.engine import PersonSearchPredictor
-    from personsearch.search import Indexer, SearchIndex
-    from personsearch.search import distributed as dist
-    from personsearch.search import update_ann
     from personsearch.utils.comm import leave_process_group
 
     world = dist.world_size()
@@ -446,7 +431,7 @@ def _index_worker(args: argparse.Namespace) -> Dict:
 # query
 # ------------------------------------------------------------------------------------------------
 def _query_specs(args) -> List:
-    from personsearch.search import QuerySpec
+    from personsearch.apps.search import QuerySpec, dataset_query_specs
 
     if args.image:
         stem = os.path.splitext(os.path.basename(args.image))[0]
@@ -462,16 +447,11 @@ def _query_specs(args) -> List:
             wanted = [int(i) for i in indices.split(",")]
         except ValueError:
             raise ValueError(f"--dataset-query {spec!r}: query indices must be integers") from None
-        by_index = {}
-        for r in _dataset_records(name, args.register_json):
-            for q in r.get("queries", []):
-                by_index[int(q["query_index"])] = (r["file_name"], q["bbox"])
-        for i in wanted:
-            if i not in by_index:
-                span = f"{min(by_index)}..{max(by_index)}" if by_index else "none"
-                raise ValueError(f"--dataset-query: {name} has no query {i} (query indices {span})")
-            file, box = by_index[i]
-            specs.append(QuerySpec(file, box, f"{name}_q{i}"))
+        records = _dataset_records(name, args.register_json)
+        try:
+            specs += dataset_query_specs(name, records, wanted)
+        except ValueError as e:
+            raise ValueError(f"--dataset-query: {e}") from None
     return specs
 
 
@@ -488,20 +468,16 @@ def _print_hits(label: str, query: Dict, hits, total: int, settings: str) -> Non
 
 
 def run_query(args: argparse.Namespace) -> Dict:
-    import cv2
-
-    from personsearch.search import (
+    from personsearch.apps.search import (
         GallerySearch,
         SearchIndex,
         embed_queries,
         load_hit_pictures,
         predictor_for_index,
-        render_contact_sheet,
-        render_html,
+        write_query_report,
     )
-    from personsearch.search.filters import CompiledFilter
-    from personsearch.search.report import hit_crop
-    from personsearch.search.sources import check_image_file
+    from personsearch.apps.search.filters import CompiledFilter
+    from personsearch.apps.search.sources import check_image_file
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
@@ -561,27 +537,8 @@ def run_query(args: argparse.Namespace) -> Dict:
         label = q["spec"].label
         _print_hits(label, q, hits, num_dets, f"{search.backend}, {mode}, filter: "
                     f"{filters.describe()}")  # fmt: skip
-        scene = cv2.cvtColor(q["image"], cv2.COLOR_BGR2RGB)
-        query_crop = hit_crop(scene, q["box"]) if q["spec"].box is not None else scene
-        pictures = load_hit_pictures(search, hits)
-        crops = [hit_crop(p, h.box) for p, h in zip(pictures, hits)]
-        sheet = render_contact_sheet(
-            os.path.join(out_dir, f"{label}_contact_sheet.png"), query_crop, label, hits, crops
-        )
-        report = render_html(
-            os.path.join(out_dir, f"{label}_report.html"),
-            f"Person search: {label}",
-            {
-                "label": label,
-                "source": q["spec"].image,
-                "box": q["box"],
-                "crop": query_crop,
-                "scene": scene if q["spec"].box is not None else None,
-            },
-            hits,
-            crops,
-            pictures,
-            settings,
+        sheet, report = write_query_report(
+            out_dir, q, hits, load_hit_pictures(search, hits), settings
         )
         print(f"contact sheet: {sheet}")
         print(f"report: {report}")
@@ -593,7 +550,7 @@ def run_query(args: argparse.Namespace) -> Dict:
 # info
 # ------------------------------------------------------------------------------------------------
 def run_info(args: argparse.Namespace) -> Dict:
-    from personsearch.search import AnnIndex, SearchIndex
+    from personsearch.apps.search import AnnIndex, SearchIndex
 
     with SearchIndex.open(args.index) as index:
         m = index.manifest
@@ -623,7 +580,7 @@ def run_info(args: argparse.Namespace) -> Dict:
 
 
 def run_ann(args: argparse.Namespace) -> Dict:
-    from personsearch.search import SearchIndex, update_ann
+    from personsearch.apps.search import SearchIndex, update_ann
 
     manifest = SearchIndex.read_manifest(args.index) if SearchIndex.exists(args.index) else None
     if manifest is None:
@@ -637,7 +594,7 @@ def run_ann(args: argparse.Namespace) -> Dict:
 
 
 def run_verify(args: argparse.Namespace) -> Dict:
-    from personsearch.search import AnnIndex, SearchIndex
+    from personsearch.apps.search import AnnIndex, SearchIndex
 
     with SearchIndex.open(args.index) as index:
         res = index.verify(progress=True)
@@ -650,7 +607,7 @@ def run_verify(args: argparse.Namespace) -> Dict:
 
 
 def run_migrate(args: argparse.Namespace) -> Dict:
-    from personsearch.search.legacy import migrate_v1
+    from personsearch.apps.search.legacy import migrate_v1
 
     if not os.path.isdir(args.index):
         raise FileNotFoundError(f"Search index {args.index!r}: folder not found")

@@ -3,8 +3,8 @@
 A model with random weights is useless for timing as it is: through 50 layers of random
 convolutions its BatchNorm running statistics (mean 0, variance 1 at initialisation) no longer
 match the activations, which explode, the RPN scores become non-finite or degenerate, and the RoI
-heads receive no valid proposal, so they do no work at all (DESIGN.md measured a "50x faster"
-R50 this way). Forced mode fixes the three things that decide how much work a C4 person-search
+heads receive no valid proposal, so they do no work at all (an R50 once measured "50x faster"
+this way). Forced mode fixes the three things that decide how much work a C4 person-search
 model does per image:
 
 1. **BatchNorm calibration** (:func:`calibrate_batchnorm`): every ``torch.nn`` BatchNorm layer is

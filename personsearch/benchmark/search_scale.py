@@ -1,9 +1,9 @@
 """Search at archive scale: a simulated index of N detections, exact vs approximate search,
 recall and latency, filtered search, memory per detection (``tools/benchmark.py search-scale``).
 
-The simulated archive is a real index (:class:`~personsearch.search.SearchIndex`, format 2) built
-from generated embeddings and metadata, searched through the same code as ``tools/search.py
-query`` (:class:`~personsearch.search.GallerySearch`):
+The simulated archive is a real index (:class:`~personsearch.apps.search.SearchIndex`, format 2)
+built from generated embeddings and metadata, searched through the same code as ``tools/search.py
+query`` (:class:`~personsearch.apps.search.GallerySearch`):
 
 * **embeddings** (``--sim clustered``, the default): ``N / dets_per_id`` identities; identity i
   has a centre ``c_i = normalize(B z_i + 0.5 e_i)`` (``z_i`` ~ N(0, I) of ``intrinsic_dim``
@@ -105,7 +105,7 @@ def build_simulated_index(path: str, spec: SimulationSpec, chunk: int = 262_144,
     """
     from tqdm import tqdm
 
-    from personsearch.search import Entries, SearchIndex
+    from personsearch.apps.search import Entries, SearchIndex
 
     model = simulated_model(spec)
     if SearchIndex.exists(path):
@@ -204,7 +204,7 @@ def _pct(seconds: Sequence[float], p: float) -> float:
 
 def default_filters(spec: SimulationSpec):
     """Named filters of several selectivities on the simulated metadata."""
-    from personsearch.search import SearchFilter
+    from personsearch.apps.search import SearchFilter
 
     return {
         "camera (1 of 100)": SearchFilter(cameras=["cam007"]),
@@ -239,9 +239,9 @@ def measure_search_scale(
         RSS), ``exact`` (p50/p90 ms of single queries), ``ann`` (per setting: p50/p90 ms, recall),
         ``filtered`` (per filter: matching rows, strategy, p50 ms, recall), ``same_id_cosine``.
     """
-    from personsearch.search import AnnIndex, GallerySearch, SearchIndex, update_ann
-    from personsearch.search.filters import CompiledFilter
-    from personsearch.search.gallery import EXACT_LIMIT
+    from personsearch.apps.search import AnnIndex, GallerySearch, SearchIndex, update_ann
+    from personsearch.apps.search.filters import CompiledFilter
+    from personsearch.apps.search.gallery import EXACT_LIMIT
 
     out: Dict = {"spec": asdict(spec), "kind": kind, "top_k": top_k}
     built = build_simulated_index(path, spec, progress=progress)

@@ -31,7 +31,9 @@ __all__ = [
     "statistics_from_arrays",
 ]
 
-# Lower edges of the height bins [0,60), [60,100), [100,200), [200,400), >=400 (methods.md §7.3).
+# Lower edges of the height bins [0,60), [60,100), [100,200), [200,400), >=400 (original pixels):
+# the bins of the scale and IoU-by-height analyses (MODEL_ZOO.md, "SeqNet's boxes by person
+# height").
 HEIGHT_BIN_EDGES = (0, 60, 100, 200, 400)
 HEIGHT_BIN_LABELS = ("[0,60)", "[60,100)", "[100,200)", "[200,400)", ">=400")
 PERCENTILES = (5, 25, 50, 75, 95)

@@ -1,6 +1,6 @@
 """Person-search evaluation: pure protocol functions, the results file and the evaluator."""
 
-from .boxes import adaptive_iou_threshold, pairwise_iou
+from .boxes import adaptive_iou_threshold, pairwise_iou_numpy
 from .cbgm import CBGMOptions, build_query_context, cbgm_rescore, match_context
 from .detection import DetectionResult, evaluate_detections, match_detections
 from .evaluator import PersonSearchEvaluator
@@ -24,12 +24,18 @@ from .results_io import (
     validate_results,
 )
 from .scoring import CBGM_DEFAULTS, SearchOptions, pack_results, score_results
-from .search import GallerySpec, PackedDetections, SearchResult, evaluate_search, score_query
+from .search_protocol import (
+    GallerySpec,
+    PackedDetections,
+    SearchResult,
+    evaluate_search,
+    score_query,
+)
 
 __all__ = [
     # boxes / ranking
     "adaptive_iou_threshold",
-    "pairwise_iou",
+    "pairwise_iou_numpy",
     "recall_scaled_ap",
     "top_k_descending",
     # detection
@@ -70,3 +76,12 @@ __all__ = [
     "score_results",
     "PersonSearchEvaluator",
 ]
+
+
+def __getattr__(name: str):
+    # deprecated names, kept for one release
+    if name == "pairwise_iou":
+        from .boxes import deprecated_pairwise_iou
+
+        return deprecated_pairwise_iou()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

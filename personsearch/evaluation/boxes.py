@@ -1,10 +1,15 @@
 """Box helpers shared by the evaluation protocols (numpy only)."""
 
+import warnings
+
 import numpy as np
 
 
-def pairwise_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+def pairwise_iou_numpy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """IoU of every pair of XYXY boxes, computed exactly as the reference protocols do.
+
+    The numpy counterpart of :func:`detectron2.structures.pairwise_iou` (which takes two
+    ``Boxes`` and returns a tensor); formerly also named ``pairwise_iou``, which shadowed it.
 
     Protocol rule: coordinates are used as given (no "+1" pixel convention);
     ``inter = max(0, min(x2) - max(x1)) * max(0, min(y2) - max(y1))`` and
@@ -47,3 +52,21 @@ def adaptive_iou_threshold(gt_box) -> float:
     x1, y1, x2, y2 = (float(v) for v in np.asarray(gt_box).reshape(4))
     w, h = x2 - x1, y2 - y1
     return min(0.5, (w * h) / ((w + 10.0) * (h + 10.0)))
+
+
+def deprecated_pairwise_iou(stacklevel: int = 2):
+    """``pairwise_iou_numpy`` under its old name ``pairwise_iou``, with a ``DeprecationWarning``
+    (the old name is kept for one release)."""
+    warnings.warn(
+        "personsearch.evaluation.pairwise_iou is deprecated and will be removed in the next "
+        "release (it shadowed detectron2.structures.pairwise_iou); use pairwise_iou_numpy.",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return pairwise_iou_numpy
+
+
+def __getattr__(name: str):
+    if name == "pairwise_iou":
+        return deprecated_pairwise_iou()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .boxes import pairwise_iou
+from .boxes import pairwise_iou_numpy
 from .ranking import top_k_descending
 
 
@@ -68,7 +68,9 @@ def build_query_context(
     if k2 <= 1 or len(image_boxes) == 0:
         return query_feat
     order = np.argsort(-np.asarray(image_scores, dtype=np.float64), kind="stable")
-    ious = pairwise_iou(np.asarray(image_boxes)[order], np.asarray(query_box).reshape(1, 4))[:, 0]
+    ious = pairwise_iou_numpy(np.asarray(image_boxes)[order], np.asarray(query_box).reshape(1, 4))[
+        :, 0
+    ]
     order = order[ious <= nms_thresh][: k2 - 1]
     return np.concatenate([query_feat, np.asarray(image_feats, dtype=np.float32)[order]], axis=0)
 

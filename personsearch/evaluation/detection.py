@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from .boxes import pairwise_iou
+from .boxes import pairwise_iou_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def match_detections(gt_boxes: np.ndarray, det_boxes: np.ndarray, iou_thresh: fl
         return np.zeros(0, dtype=bool), 0
     if num_gt == 0:
         return np.zeros(num_det, dtype=bool), 0
-    ious = pairwise_iou(gt_boxes, det_boxes).astype(np.float32)
+    ious = pairwise_iou_numpy(gt_boxes, det_boxes).astype(np.float32)
     keep = ious >= iou_thresh
     best_gt = np.zeros_like(keep)
     best_gt[np.argmax(ious, axis=0), np.arange(num_det)] = True

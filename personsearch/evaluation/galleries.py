@@ -1,8 +1,10 @@
 """Per-query gallery specifications of each protocol (numpy only).
 
-Every builder returns a sequence of :class:`~personsearch.evaluation.search.GallerySpec`, one per
-query, for :func:`~personsearch.evaluation.search.evaluate_search`. Image indices refer to the
-dataset's record order (the order of :class:`~personsearch.evaluation.search.PackedDetections`).
+Every builder returns a sequence of
+:class:`~personsearch.evaluation.search_protocol.GallerySpec`, one per query, for
+:func:`~personsearch.evaluation.search_protocol.evaluate_search`. Image indices refer to the
+dataset's record order (the order of
+:class:`~personsearch.evaluation.search_protocol.PackedDetections`).
 """
 
 from collections.abc import Sequence as SequenceABC
@@ -10,7 +12,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .search import GallerySpec
+from .search_protocol import GallerySpec
 
 BOX_ATOL = 1e-3  # protocol boxes and dataset boxes are integers stored as floats
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from ..config import upgrade_renamed_keys
 from .cbgm import CBGMOptions
 from .detection import evaluate_detections
 from .galleries import (
@@ -25,7 +26,7 @@ from .galleries import (
     person_index,
 )
 from .results_io import validate_results
-from .search import TOPK, PackedDetections, evaluate_search
+from .search_protocol import TOPK, PackedDetections, evaluate_search
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ CBGM_DEFAULTS = {"cuhk_sysu": (10, 3), "prw": (30, 4)}
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Evaluation options; the fields mirror ``cfg.TEST.SEARCH`` (see personsearch/config.py)."""
+    """Evaluation options; the fields mirror ``cfg.TEST.SEARCH`` (see personsearch/config.py):
+    ``det_thresh`` is ``GALLERY_SCORE_THRESH`` (the protocols' name for it), ``detection_thresh``
+    is ``DETECTION_THRESH``."""
 
     gallery_size: int = 100
     subset: str = ""
@@ -63,12 +66,12 @@ class SearchOptions:
         """Read ``cfg.TEST.SEARCH``; ``cfg=None`` gives the defaults."""
         if cfg is None:
             return cls()
-        s = cfg.TEST.SEARCH
+        s = upgrade_renamed_keys(cfg).TEST.SEARCH
         return cls(
             gallery_size=int(s.GALLERY_SIZE),
             subset=str(s.SUBSET or ""),
             lowres_fraction=float(s.LOWRES_FRACTION),
-            det_thresh=float(s.DET_THRESH),
+            det_thresh=float(s.GALLERY_SCORE_THRESH),
             cws=bool(s.CWS),
             cross_camera=bool(s.CROSS_CAMERA),
             cbgm=bool(s.CBGM.ENABLED),

@@ -1,29 +1,12 @@
-"""Search your own images and videos with a trained person-search model, at archive scale.
+"""Deprecated: the search application moved to :mod:`personsearch.apps.search`.
 
-* :mod:`.sources`: image folders and videos (OpenCV), content hashes;
-* :mod:`.loading`: reading and decoding in DataLoader workers;
-* :mod:`.index` (+ :mod:`.database`, :mod:`.entries`): the on-disk index: float16 embeddings in
-  one memory-mappable file, metadata in SQLite, commits with CRC-32; :mod:`.legacy`: format 1;
-* :mod:`.indexer`: incremental, resumable, batched and multi-process (:mod:`.distributed`)
-  indexing with a :class:`~personsearch.engine.PersonSearchPredictor`;
-* :mod:`.exact` / :mod:`.faiss_backend`: exact top-k; :mod:`.ann`: the approximate index (FAISS
-  IVF-PQ / IVF-Flat);
-* :mod:`.filters`: camera, source, time, path, score and uncertainty filters;
-* :mod:`.gallery`: queries against an index (exact, approximate + exact re-ranking, filtered);
-  :mod:`.rerank`: CBGM re-ranking; :mod:`.searcher`: the query model and query embeddings;
-* :mod:`.report`: PNG contact sheet and self-contained HTML report.
-
-``tools/search.py`` is the command line over these.
+This alias is kept for one release. Importing it warns (``DeprecationWarning``) and gives the same
+objects as the new path, submodules included (``personsearch.search.index`` is
+``personsearch.apps.search.index``).
 """
 
-from .ann import ANN_KINDS, AnnIndex, update_ann
-from .backends import SEARCH_BACKENDS, build_searcher
-from .entries import Entries
-from .errors import IndexMismatchError, MissingFieldError, SearchIndexError
-from .exact import ExactSearcher
-from .filters import SearchFilter
-from .gallery import GallerySearch
-from .index import Columns, SearchIndex, model_fingerprint
-from .indexer import Indexer, IndexStats
-from .report import Hit, render_contact_sheet, render_html
-from .searcher import QuerySpec, embed_queries, load_hit_pictures, predictor_for_index
+from personsearch.utils.deprecation import moved_module
+
+_new = moved_module(__name__, "personsearch.apps.search")
+globals().update({k: v for k, v in vars(_new).items() if not k.startswith("__")})
+del _new

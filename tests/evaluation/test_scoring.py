@@ -147,3 +147,39 @@ def test_options_from_config():
     with pytest.raises(ValueError, match="Unknown search subset"):
         SearchOptions(subset="tiny")
     assert np.isclose(SearchOptions().det_thresh, 0.5)
+
+
+def test_gallery_score_thresh_and_its_deprecated_alias(tmp_path):
+    """TEST.SEARCH.DET_THRESH (the old name of GALLERY_SCORE_THRESH) still works for one release:
+    from a yaml file, the command line or a config built by hand, with a FutureWarning."""
+    from detectron2.config import get_cfg
+
+    from personsearch.config import add_personsearch_config, get_person_search_cfg
+
+    cfg = get_person_search_cfg(opts=["TEST.SEARCH.GALLERY_SCORE_THRESH", "0.25"])
+    assert SearchOptions.from_config(cfg).det_thresh == 0.25
+    assert SearchOptions.from_config(cfg).detection_thresh == 0.01  # the other threshold
+
+    with pytest.warns(FutureWarning, match="DET_THRESH is deprecated.*GALLERY_SCORE_THRESH"):
+        cfg = get_person_search_cfg(opts=["TEST.SEARCH.DET_THRESH", "0"])
+    assert cfg.TEST.SEARCH.GALLERY_SCORE_THRESH == 0.0 and cfg.TEST.SEARCH.DET_THRESH is None
+    assert isinstance(cfg.TEST.SEARCH.GALLERY_SCORE_THRESH, float)
+    assert SearchOptions.from_config(cfg).det_thresh == 0.0  # no second warning: upgraded
+
+    yaml = tmp_path / "old.yaml"
+    yaml.write_text("TEST:\n  SEARCH:\n    DET_THRESH: 0.7\n")
+    with pytest.warns(FutureWarning, match="DET_THRESH"):
+        cfg = get_person_search_cfg(str(yaml))
+    assert cfg.TEST.SEARCH.GALLERY_SCORE_THRESH == 0.7
+
+    manual = add_personsearch_config(get_cfg())  # merged without get_person_search_cfg
+    manual.merge_from_file(str(yaml))
+    manual.freeze()
+    with pytest.warns(FutureWarning, match="DET_THRESH"):
+        assert SearchOptions.from_config(manual).det_thresh == 0.7
+    assert manual.TEST.SEARCH.DET_THRESH == 0.7  # the caller's config is not changed
+
+    with pytest.raises(ValueError, match="both given"):
+        get_person_search_cfg(
+            opts=["TEST.SEARCH.DET_THRESH", "0.3", "TEST.SEARCH.GALLERY_SCORE_THRESH", "0.4"]
+        )

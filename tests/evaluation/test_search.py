@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from personsearch.evaluation import GallerySpec, PackedDetections, evaluate_search
-from personsearch.evaluation.boxes import adaptive_iou_threshold, pairwise_iou
+from personsearch.evaluation.boxes import adaptive_iou_threshold, pairwise_iou_numpy
 from personsearch.evaluation.ranking import recall_scaled_ap, top_k_descending
 
 from .toy import reference_search, unit
@@ -30,8 +30,8 @@ def run(images, galleries, queries=None, **kw):
 
 
 def test_iou_and_adaptive_threshold():
-    assert pairwise_iou([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == pytest.approx(50 / 150)
-    assert pairwise_iou([[0, 0, 10, 10]], [[20, 20, 30, 30]])[0, 0] == 0.0
+    assert pairwise_iou_numpy([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == pytest.approx(50 / 150)
+    assert pairwise_iou_numpy([[0, 0, 10, 10]], [[20, 20, 30, 30]])[0, 0] == 0.0
     # w=10, h=20: 200 / (20 * 30) = 1/3; big boxes are capped at 0.5
     assert adaptive_iou_threshold([0, 0, 10, 20]) == pytest.approx(1 / 3)
     assert adaptive_iou_threshold(BIG) == 0.5
@@ -60,7 +60,7 @@ def test_adaptive_threshold_accepts_low_iou_on_small_box():
     # same IoU (0.4) against a large box (threshold 0.5) is not a match
     big_det = ([0.0, 0.0, 100.0, 80.0], 1.0, unit(1, 0))
     res_big = run([[big_det]], [GallerySpec.from_entries([(0, [0, 0, 100, 200])])])
-    assert pairwise_iou([big_det[0]], [[0, 0, 100, 200]])[0, 0] == pytest.approx(0.4)
+    assert pairwise_iou_numpy([big_det[0]], [[0, 0, 100, 200]])[0, 0] == pytest.approx(0.4)
     assert res_big.count_tp[0] == 0 and res_big.ap[0] == 0.0
 
 
@@ -188,3 +188,13 @@ def test_vectorised_search_equals_literal_reference(cws, negatives):
         res = evaluate_search(pack(images, 8), qf, specs, cws=cws, chunk_size=chunk)
         np.testing.assert_allclose(res.ap, exp_ap, atol=1e-9)
         np.testing.assert_array_equal(res.hits, exp_hits)
+
+
+@pytest.mark.parametrize("module", ["personsearch.evaluation", "personsearch.evaluation.boxes"])
+def test_old_name_of_pairwise_iou_numpy_warns(module):
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match="use pairwise_iou_numpy") as w:
+        old = getattr(importlib.import_module(module), "pairwise_iou")
+    assert w[0].filename == __file__
+    assert old is pairwise_iou_numpy

@@ -1,9 +1,9 @@
 """Tests of tools/visualize_detections.py and tools/analyze_iou.py: end to end through their
-``main(argv)`` on the tiny synthetic set with random-weight tiny NAE, NAE+ and SeqNet models, the
-per-bin IoU statistics on hand-made boxes, and their command-line errors."""
+``main(argv)`` on the tiny synthetic set with random-weight tiny NAE, NAE+ and SeqNet models, and
+their command-line errors (the per-bin IoU statistics on hand-made boxes:
+tests/evaluation/test_iou_analysis.py)."""
 
 import json
-import math
 import os
 import types
 
@@ -14,6 +14,7 @@ import torch
 from detectron2.data import DatasetCatalog
 
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
+from personsearch.evaluation import iou_analysis
 from tests.common import CONFIGS, load_tool, tiny_opts
 
 MODELS = ["NAE_R10", "NAE+_R10", "SeqNet_R10"]
@@ -190,7 +191,7 @@ def test_box_sets_are_the_models_boxes_in_original_pixels(tools, tiny_synthetic,
     model = tools.iou.build_inference_model(args.cfg)
     record = DatasetCatalog.get(tiny_synthetic["test"])[2]
     inputs = PersonSearchDatasetMapper(args.cfg, False)(record)
-    sets = tools.iou.image_box_sets(model, inputs)
+    sets = iou_analysis.image_box_sets(model, inputs)
     with torch.no_grad():
         ref = model.inference([inputs])[0]["instances"].pred_boxes.tensor
     torch.testing.assert_close(sets["detections"], ref, atol=1e-3, rtol=0)
@@ -198,62 +199,6 @@ def test_box_sets_are_the_models_boxes_in_original_pixels(tools, tiny_synthetic,
         assert (boxes[:, 2] <= record["width"]).all() and (boxes[:, 3] <= record["height"]).all()
     # the stage-1 boxes are what stage 2 refines: as many (before the final NMS) as detections
     assert len(sets["stage1"]) >= len(sets["detections"])
-
-
-def test_bin_statistics_on_hand_made_boxes(tools):
-    """Three people 50, 80 and 150 px tall in one image, one 500 px tall in an image without
-    boxes, and an image with boxes but nobody; IoUs are exact in float32."""
-    collector = tools.iou.IoUCollector(["detections"])
-    gt = torch.tensor([[0, 0, 10, 50], [100, 0, 120, 80], [200, 0, 250, 150]], dtype=torch.float)
-    boxes = torch.tensor(
-        [
-            [0, 0, 10, 25],  # person 0, IoU 0.5: matched (>=)
-            [0, 0, 10, 40],  # person 0, IoU 0.8
-            [100, 0, 120, 60],  # person 1, IoU 0.75
-            [200, 0, 250, 50],  # person 2, IoU 1/3: not matched
-            [400, 400, 410, 410],  # nobody
-        ],
-        dtype=torch.float,
-    )
-    best, miou, mgt = tools.iou.match_boxes(gt, boxes)
-    torch.testing.assert_close(best, torch.tensor([0.8, 0.75, 1 / 3]))
-    torch.testing.assert_close(miou, torch.tensor([0.5, 0.8, 0.75]))
-    assert mgt.tolist() == [0, 0, 1]
-    collector.add(gt, {"detections": boxes})
-    collector.add(torch.tensor([[0.0, 0.0, 40.0, 500.0]]), {"detections": torch.zeros(0, 4)})
-    collector.add(torch.zeros(0, 4), {"detections": boxes[:2]})
-    s = collector.summary(tools.iou.DEFAULT_EDGES)["detections"]
-    assert s["num_boxes"] == 7 and s["boxes_per_image"] == pytest.approx(7 / 3)
-    b = s["bins"]
-    expected = {  # num_gt, num_recalled, mean best IoU, matched boxes, their mean IoU
-        "all": (4, 2, (0.8 + 0.75 + 1 / 3) / 4, 3, (0.5 + 0.8 + 0.75) / 3),
-        "[0,60)": (1, 1, 0.8, 2, 0.65),
-        "[60,100)": (1, 1, 0.75, 1, 0.75),
-        "[100,200)": (1, 0, 1 / 3, 0, None),
-        "[200,400)": (0, 0, None, 0, None),
-        ">=400": (1, 0, 0.0, 0, None),
-    }
-    assert list(b) == list(expected)
-    for label, (n, r, mean_best, m, mean_m) in expected.items():
-        got = b[label]
-        assert (got["num_gt"], got["num_recalled"], got["num_matched_boxes"]) == (n, r, m), label
-        assert got["recall"] == (pytest.approx(r / n) if n else None)
-        assert got["mean_best_iou"] == (None if mean_best is None else pytest.approx(mean_best))
-        assert got["mean_matched_iou"] == (None if mean_m is None else pytest.approx(mean_m))
-
-    # other edges: people outside them count in "all" only
-    arrays = collector.arrays("detections")
-    custom = tools.iou.bin_statistics(**arrays, edges=[60, 100, math.inf], iou_thresh=0.8)
-    assert list(custom) == ["all", "[60,100)", ">=100"]
-    assert custom["all"]["num_gt"] == 4 and custom["all"]["num_recalled"] == 1
-    assert custom["[60,100)"]["num_gt"] == 1 and custom[">=100"]["num_gt"] == 2
-    assert tools.iou.bin_index(np.array([59.9, 60, 99.9, 100, 1e9]), [60, 100]).tolist() == [
-        -1,
-        0,
-        0,
-        -1,
-        -1,
-    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""tools/search.py (index, query, info) and personsearch.search on tiny images with a tiny model.
+"""tools/search.py (index, query, info) and personsearch.apps.search on tiny images with a tiny
+model.
 
 The model has random weights with ``MODEL.ROI_HEADS.SCORE_THRESH_TEST 0`` and ``--score-thresh 0``
 so that it detects; its box regression is zeroed, so a detection's box is the proposal its
@@ -25,8 +26,8 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
-from personsearch.search import ExactSearcher, SearchIndex
-from personsearch.search.faiss_backend import faiss_available
+from personsearch.apps.search import ExactSearcher, SearchIndex
+from personsearch.apps.search.faiss_backend import faiss_available
 from tests.common import CONFIGS, TINY_MODEL_OPTS, load_tool, tiny_cfg
 
 CONFIG = os.path.join(CONFIGS, "Base-PersonSearch.yaml")
@@ -282,7 +283,7 @@ def test_incremental_index_processes_only_new_and_changed_files(
 def test_interrupted_index_resumes_without_duplicates(
     tool, gallery, weights, tmp_path, monkeypatch
 ):
-    from personsearch.search.indexer import Indexer
+    from personsearch.apps.search.indexer import Indexer
 
     index = tmp_path / "index"
     original = Indexer._detect
@@ -389,7 +390,7 @@ def test_video_frames_are_indexed_with_frame_and_time(tool, records, weights, tm
 def test_unreadable_video_frames_are_counted_and_skipped(
     tool, records, weights, tmp_path, monkeypatch, caplog
 ):
-    import personsearch.search.sources as sources
+    import personsearch.apps.search.sources as sources
 
     real = cv2.VideoCapture
 
@@ -445,7 +446,7 @@ def test_exact_search_matches_a_full_sort(cws):
 @pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed")
 @pytest.mark.parametrize("cws", [False, True])
 def test_faiss_backend_returns_the_exact_top_k(cws):
-    from personsearch.search.faiss_backend import FaissSearcher
+    from personsearch.apps.search.faiss_backend import FaissSearcher
 
     g, w, rng = _random_gallery()
     q = rng.standard_normal((5, g.shape[1])).astype(np.float32)
@@ -489,7 +490,7 @@ def test_benchmark_search_index(capsys):
 
 
 def _random_entries(rng, images=30, dim=8):
-    from personsearch.search import Entries
+    from personsearch.apps.search import Entries
 
     per_item, feats = [], []
     for _ in range(images):
@@ -506,8 +507,8 @@ def _random_entries(rng, images=30, dim=8):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_cbgm_rerank_equals_rescoring_the_whole_gallery(seed):
+    from personsearch.apps.search.rerank import cbgm_rerank
     from personsearch.evaluation.cbgm import match_context
-    from personsearch.search.rerank import cbgm_rerank
 
     rng = np.random.default_rng(seed)
     e = _random_entries(rng)
@@ -538,7 +539,7 @@ def test_cbgm_rerank_equals_rescoring_the_whole_gallery(seed):
 def test_query_context_prefers_the_models_own_context():
     from detectron2.structures import Boxes, Instances
 
-    from personsearch.search.rerank import query_context_of
+    from personsearch.apps.search.rerank import query_context_of
 
     inst = Instances((50, 50))
     inst.pred_boxes = Boxes(torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [30, 0, 45, 20]]))

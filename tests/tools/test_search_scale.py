@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from personsearch.search import SearchIndex
-from personsearch.search.faiss_backend import faiss_available
+from personsearch.apps.search import SearchIndex
+from personsearch.apps.search.faiss_backend import faiss_available
 from tests.common import REPO, load_tool, local_dist_url
 from tests.tools.test_search import (
     CONFIG,
@@ -166,9 +166,9 @@ def test_uncertainty_is_stored_when_the_model_outputs_it(weights, tmp_path, mixe
     """A predictor whose detections carry ``uncertainty`` (UGAS with OUTPUT_VARIANCE): stored per
     detection and filterable; the wrapper adds a known value to the real model's output."""
     from personsearch import get_person_search_cfg
+    from personsearch.apps.search import GallerySearch, Indexer, SearchFilter, model_fingerprint
+    from personsearch.apps.search.sources import scan_image_folder
     from personsearch.engine import PersonSearchPredictor
-    from personsearch.search import GallerySearch, Indexer, SearchFilter, model_fingerprint
-    from personsearch.search.sources import scan_image_folder
 
     cfg = get_person_search_cfg(CONFIG, MODEL_OPTS + ["MODEL.WEIGHTS", weights["a"]])
     real = PersonSearchPredictor(cfg)

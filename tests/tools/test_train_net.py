@@ -117,13 +117,14 @@ def test_seqnet_cbgm_online_equals_offline(tiny_synthetic, tmp_path):
     torch.manual_seed(0)
     cfg_file = os.path.join(CONFIGS, "synthetic", "SeqNet_R10.yaml")
     opts = tiny_opts(tiny_synthetic, tmp_path, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-                     "TEST.SEARCH.DET_THRESH", "0.0")  # fmt: skip
+                     "TEST.SEARCH.GALLERY_SCORE_THRESH", "0.0")  # fmt: skip
     train_net_main(["--config-file", cfg_file, *opts])
     weights = str(tmp_path / "model_final.pth")
     online = train_net_main(
         ["--config-file", cfg_file, "--eval-only"]
         + tiny_opts(tiny_synthetic, tmp_path / "cbgm", "MODEL.WEIGHTS", weights,
-                    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.SEARCH.DET_THRESH", "0.0",
+                    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+                    "TEST.SEARCH.GALLERY_SCORE_THRESH", "0.0",
                     "TEST.SEARCH.CBGM.ENABLED", "True")  # fmt: skip
     )
     results = tmp_path / "cbgm" / "inference" / tiny_synthetic["test"] / "search_results.pth"

@@ -36,7 +36,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..utils.file_io import atomic_path, atomic_write
+from personsearch.utils.file_io import atomic_path, atomic_write
+
 from .errors import SearchIndexError
 from .index import ANN_DIR, Columns, SearchIndex, now
 

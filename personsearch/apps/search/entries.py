@@ -1,5 +1,5 @@
 """Detections and the images/frames they were found in, as arrays (one batch of indexing work, or
-a whole small index read back with :meth:`~personsearch.search.index.SearchIndex.load`)."""
+a whole small index read back with :meth:`~personsearch.apps.search.index.SearchIndex.load`)."""
 
 from dataclasses import dataclass, fields
 from typing import Optional, Sequence, Tuple

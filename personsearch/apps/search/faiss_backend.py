@@ -1,9 +1,9 @@
 """Optional FAISS backend (``pip install faiss-cpu``, or ``pip install -e .[faiss]``).
 
 ``IndexFlatIP`` is exact inner-product search, so it returns the same top-k as
-:class:`~personsearch.search.exact.ExactSearcher` (up to the order of equal scores). It needs the
-gallery as float32 (twice the float16 memory). CWS is applied by scaling the stored vectors by the
-detection scores: ``<q, s * g> = s * <q, g>``.
+:class:`~personsearch.apps.search.exact.ExactSearcher` (up to the order of equal scores). It needs
+the gallery as float32 (twice the float16 memory). CWS is applied by scaling the stored vectors by
+the detection scores: ``<q, s * g> = s * <q, g>``.
 """
 
 from typing import Optional, Tuple

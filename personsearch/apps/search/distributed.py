@@ -11,7 +11,7 @@ from typing import Any, List
 
 from detectron2.utils import comm
 
-from ..utils import comm as collectives
+from personsearch.utils import comm as collectives
 
 __all__ = ["all_gather", "all_true", "broadcast", "gather_to_main", "is_main", "rank", "world_size"]
 

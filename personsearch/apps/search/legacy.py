@@ -6,8 +6,8 @@ Version 1 kept every array in uncompressed ``.npz`` shards (``feats`` (N, D) f16
 ``item_time``, ``item_hw``) and the sources, shard list and sizes in the manifest.
 
 Migration reads and checks every shard (sizes against the manifest, zip CRCs), writes the version 2
-files next to them through :class:`~personsearch.search.index.SearchIndex` (one commit per shard,
-same model and settings), then replaces the manifest (the switch) and deletes the shards. An
+files next to them through :class:`~personsearch.apps.search.index.SearchIndex` (one commit per
+shard, same model and settings), then replaces the manifest (the switch) and deletes the shards. An
 interrupted migration leaves the version 1 manifest in place; running it again starts over.
 """
 
@@ -22,8 +22,9 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..utils.file_io import atomic_write
-from ..utils.serialization import load_arrays
+from personsearch.utils.file_io import atomic_write
+from personsearch.utils.serialization import load_arrays
+
 from .entries import Entries
 from .errors import SearchIndexError
 from .index import DATABASE, EMBEDDINGS, FORMAT, LOCK, MANIFEST, SearchIndex

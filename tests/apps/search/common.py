@@ -3,7 +3,7 @@ cameras, times, paths, scores and uncertainties."""
 
 import numpy as np
 
-from personsearch.search import Entries, SearchIndex
+from personsearch.apps.search import Entries, SearchIndex
 
 MODEL = {"fingerprint": "f" * 40, "weights": "/nowhere/model.pth", "weights_sha1": "a" * 40,
          "config_sha1": "c" * 40, "config": "MODEL: {}\n"}  # fmt: skip

@@ -3,13 +3,13 @@
 How a query is answered (:meth:`GallerySearch.search_rows`):
 
 * **no filter, no approximate index** (or ``backend="exact"``): exact chunked search over the
-  memory-mapped float16 embeddings (:class:`~personsearch.search.exact.ExactSearcher`), dead rows
-  excluded;
+  memory-mapped float16 embeddings (:class:`~personsearch.apps.search.exact.ExactSearcher`),
+  dead rows excluded;
 * **no filter, approximate index**: its ``rerank`` best candidates (``nprobe`` cells visited) are
   scored exactly with the stored embeddings (cosine x detection score with CWS) and sorted; rows
   committed after the approximate index was last updated are searched exactly and merged;
 * **filter matching at most** ``exact_limit`` **rows** (estimated, see
-  :class:`~personsearch.search.filters.CompiledFilter`): every matching row is gathered and
+  :class:`~personsearch.apps.search.filters.CompiledFilter`): every matching row is gathered and
   searched exactly (pre-filtering; exact results);
 * **filter matching more rows, approximate index**: post-filtering with over-fetch. The index is
   asked for ``rerank / fraction`` candidates from ``nprobe / fraction`` cells (``fraction`` =
@@ -289,7 +289,7 @@ class GallerySearch:
         """Rank the gallery for every query.
 
         Args:
-            queries: :func:`~personsearch.search.searcher.embed_queries` results.
+            queries: :func:`~personsearch.apps.search.searcher.embed_queries` results.
             top_k: hits per query.
             cbgm: re-rank with CBGM (the queries need a ``"context"``).
             k1: CBGM: hits whose images are re-scored.

@@ -18,6 +18,7 @@ from .sources import VideoReader, check_image_file, file_sha1, read_image_file
 __all__ = [
     "GallerySearch",
     "QuerySpec",
+    "dataset_query_specs",
     "embed_queries",
     "load_hit_pictures",
     "predictor_for_index",
@@ -39,6 +40,32 @@ class QuerySpec:
     image: str
     box: Optional[Sequence[float]]
     label: str
+
+
+def dataset_query_specs(
+    name: str, records: Sequence[Dict], wanted: Sequence[int]
+) -> List[QuerySpec]:
+    """The queries ``wanted`` (query indices) of a registered split, labelled ``<name>_q<i>``.
+
+    Args:
+        name: the split's name; records: its records (``queries: [{query_index, bbox}]``).
+        wanted: query indices.
+
+    Raises:
+        ValueError: the split has no query of one of the indices.
+    """
+    by_index = {}
+    for r in records:
+        for q in r.get("queries", []):
+            by_index[int(q["query_index"])] = (r["file_name"], q["bbox"])
+    specs = []
+    for i in wanted:
+        if i not in by_index:
+            span = f"{min(by_index)}..{max(by_index)}" if by_index else "none"
+            raise ValueError(f"{name} has no query {i} (query indices {span})")
+        file, box = by_index[i]
+        specs.append(QuerySpec(file, box, f"{name}_q{i}"))
+    return specs
 
 
 def predictor_for_index(index: SearchIndex, weights: str = "", device: str = ""):

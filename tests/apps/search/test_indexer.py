@@ -1,4 +1,4 @@
-"""The indexer's handling of batches (personsearch.search.indexer), with a stand-in predictor
+"""The indexer's handling of batches (personsearch.apps.search.indexer), with a stand-in predictor
 whose output is a known function of the image, so that what is stored can be checked exactly."""
 
 import logging
@@ -9,8 +9,8 @@ import pytest
 import torch
 from detectron2.structures import Boxes, Instances
 
-from personsearch.search import Indexer, SearchIndex
-from tests.search.common import MODEL
+from personsearch.apps.search import Indexer, SearchIndex
+from tests.apps.search.common import MODEL
 
 
 class Predictor:

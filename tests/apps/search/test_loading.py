@@ -1,11 +1,12 @@
-"""Decoding in DataLoader workers (personsearch.search.loading) and truncated-JPEG detection."""
+"""Decoding in DataLoader workers (personsearch.apps.search.loading) and truncated-JPEG
+detection."""
 
 import cv2
 import numpy as np
 import pytest
 
-from personsearch.search.loading import VideoFrames, split_blocks
-from personsearch.search.sources import decode_image, jpeg_is_complete
+from personsearch.apps.search.loading import VideoFrames, split_blocks
+from personsearch.apps.search.sources import decode_image, jpeg_is_complete
 
 
 def test_split_blocks():

@@ -8,7 +8,7 @@ of its bytes, so an index can tell new, changed and unchanged files apart.
 import hashlib
 import logging
 import os
-from typing import Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
@@ -21,7 +21,9 @@ __all__ = [
     "decode_image",
     "jpeg_is_complete",
     "file_sha1",
+    "folder_image_source",
     "read_image_file",
+    "records_image_source",
     "scan_image_folder",
 ]
 
@@ -71,6 +73,62 @@ def scan_image_folder(root: str, exclude: Sequence[str] = ()) -> Tuple[List[str]
             is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
             (images if is_image else skipped).append(rel)
     return sorted(images), sorted(skipped)
+
+
+def folder_image_source(
+    folder: str, camera: str = "", exclude: Sequence[str] = ()
+) -> Tuple[str, List[str], List[str], Dict, Dict[str, str]]:
+    """What :meth:`~.indexer.Indexer.index_images` needs to index the images under a folder.
+
+    Args:
+        folder: the folder, searched recursively (:func:`scan_image_folder`).
+        camera: camera name stored with every image ("" for none).
+        exclude: folders not to descend into (e.g. the index itself).
+
+    Returns:
+        ``(root, images, skipped, source, cameras)``: the absolute folder, the image paths relative
+        to it, the other files, the source record and (empty) per-image camera names.
+    """
+    root = os.path.abspath(folder)
+    images, skipped = scan_image_folder(root, exclude=exclude)
+    source = {"kind": "images", "root": root}
+    if camera:
+        source["camera"] = source["label"] = camera
+    return root, images, skipped, source, {}
+
+
+def records_image_source(
+    records: Sequence[Dict], dataset: str, camera: str = ""
+) -> Tuple[str, List[str], List[str], Dict, Dict[str, str]]:
+    """What :meth:`~.indexer.Indexer.index_images` needs to index the images of a registered split.
+
+    Args:
+        records: the split's records (``file_name``, optional ``camera_id``).
+        dataset: the split's name (stored in the source record).
+        camera: camera name of the whole source ("" for none).
+
+    Returns:
+        ``(root, images, skipped, source, cameras)``: the common folder of the images, their paths
+        relative to it (sorted), no skipped files, the source record and, for the records that
+        carry a ``camera_id``, relative path -> camera name.
+
+    Raises:
+        ValueError: the split has no images.
+    """
+    files = [os.path.abspath(r["file_name"]) for r in records]
+    if not files:
+        raise ValueError(f"dataset {dataset!r} has no images")
+    root = os.path.commonpath([os.path.dirname(f) for f in files])
+    rel_of = {f: os.path.relpath(f, root).replace(os.sep, "/") for f in files}
+    cameras = {
+        rel_of[f]: str(r["camera_id"])
+        for f, r in zip(files, records)
+        if r.get("camera_id") is not None
+    }
+    source = {"kind": "images", "root": root, "dataset": dataset}
+    if camera:
+        source["camera"] = source["label"] = camera
+    return root, sorted(rel_of.values()), [], source, cameras
 
 
 def check_image_file(path: str, what: str = "image") -> None:

@@ -1,5 +1,5 @@
-"""The approximate index (personsearch.search.ann) and approximate search with exact re-ranking
-(personsearch.search.gallery), on small indexes written through the index API."""
+"""The approximate index (personsearch.apps.search.ann) and approximate search with exact re-ranking
+(personsearch.apps.search.gallery), on small indexes written through the index API."""
 
 import os
 import shutil
@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from personsearch.search import (
+from personsearch.apps.search import (
     AnnIndex,
     GallerySearch,
     SearchFilter,
@@ -15,8 +15,8 @@ from personsearch.search import (
     SearchIndexError,
     update_ann,
 )
-from personsearch.search.faiss_backend import faiss_available
-from tests.search.common import MODEL, make_index, random_batch
+from personsearch.apps.search.faiss_backend import faiss_available
+from tests.apps.search.common import MODEL, make_index, random_batch
 
 pytestmark = pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed")
 SETTINGS = {"score_thresh": 0.5, "dim": 16}

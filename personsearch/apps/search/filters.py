@@ -5,10 +5,10 @@ A :class:`SearchFilter` holds the conditions a user gives (all must hold): camer
 maximum uncertainty. :class:`CompiledFilter` binds one to an index:
 
 * conditions on images/frames give a mask over the items: camera, source and time with numpy
-  on the item columns a search holds in memory (:class:`~personsearch.search.index.Columns`, read
-  from SQLite when the search opens), a path prefix through SQLite's index on ``items.path`` (a
-  range query); the detections of an item are consecutive rows, so matching items give row
-  ranges;
+  on the item columns a search holds in memory
+  (:class:`~personsearch.apps.search.index.Columns`, read from SQLite when the search opens), a
+  path prefix through SQLite's index on ``items.path`` (a range query); the detections of an item
+  are consecutive rows, so matching items give row ranges;
 * conditions on detections (score, uncertainty) are evaluated with numpy on the row columns.
 
 Measured on a simulated index of 1M detections (140k images): an SQL ``sum(num_rows)`` over a

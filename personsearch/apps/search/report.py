@@ -9,7 +9,7 @@ import html
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -26,7 +26,15 @@ from personsearch.utils.visualizer import (
     save_image,
 )
 
-__all__ = ["Hit", "data_uri", "hit_crop", "missing_picture", "render_contact_sheet", "render_html"]
+__all__ = [
+    "Hit",
+    "data_uri",
+    "hit_crop",
+    "missing_picture",
+    "render_contact_sheet",
+    "render_html",
+    "write_query_report",
+]
 
 QUERY_COLOR = (30, 110, 230)
 HIT_COLOR = MATCH_COLOR
@@ -216,3 +224,48 @@ def hit_crop(image: Optional[np.ndarray], box: Sequence[float]) -> np.ndarray:
     if image is None:
         return missing_picture()
     return crop_box(image, box)
+
+
+def write_query_report(
+    out_dir: str,
+    query: Dict,
+    hits: Sequence[Hit],
+    pictures: Sequence[Optional[np.ndarray]],
+    settings: Dict,
+) -> Tuple[str, str]:
+    """Write ``<label>_contact_sheet.png`` and ``<label>_report.html`` of one query.
+
+    Args:
+        out_dir: the report folder.
+        query: one result of :func:`~.searcher.embed_queries` (``spec``, ``image`` BGR, ``box``).
+        hits: its ranked hits; pictures: the RGB picture of each hit's image or frame (None when
+            unavailable), as :func:`~.searcher.load_hit_pictures` returns them.
+        settings: the search settings listed in the HTML report.
+
+    Returns:
+        ``(contact sheet path, report path)``.
+    """
+    label = query["spec"].label
+    scene = cv2.cvtColor(query["image"], cv2.COLOR_BGR2RGB)
+    has_box = query["spec"].box is not None
+    query_crop = hit_crop(scene, query["box"]) if has_box else scene
+    crops = [hit_crop(p, h.box) for p, h in zip(pictures, hits)]
+    sheet = render_contact_sheet(
+        os.path.join(out_dir, f"{label}_contact_sheet.png"), query_crop, label, hits, crops
+    )
+    report = render_html(
+        os.path.join(out_dir, f"{label}_report.html"),
+        f"Person search: {label}",
+        {
+            "label": label,
+            "source": query["spec"].image,
+            "box": query["box"],
+            "crop": query_crop,
+            "scene": scene if has_box else None,
+        },
+        hits,
+        crops,
+        pictures,
+        settings,
+    )
+    return sheet, report

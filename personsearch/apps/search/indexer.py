@@ -1,4 +1,4 @@
-"""Fill a :class:`~personsearch.search.index.SearchIndex` from image files or a video.
+"""Fill a :class:`~personsearch.apps.search.index.SearchIndex` from image files or a video.
 
 Incremental: files are identified by (source, relative path, SHA-1 of the bytes). A re-run
 processes only new and changed files; entries of changed and removed files are dropped first. A

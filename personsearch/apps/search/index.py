@@ -6,10 +6,10 @@ Layout of an index folder::
     OUT/
       manifest.json      format, version, the model (fingerprint, config) and settings; written
                          once (atomically: tmp + fsync + rename), its presence makes OUT an index
-      index.sqlite       the metadata and the commit log (personsearch.search.database)
+      index.sqlite       the metadata and the commit log (personsearch.apps.search.database)
       embeddings.f16     (rows, D) little-endian float16, L2-normalised, append-only; row r is
                          the detection with ``detections.row = r``
-      ann/               optional approximate index over the rows (personsearch.search.ann)
+      ann/               optional approximate index over the rows (personsearch.apps.search.ann)
       .lock              held (flock) by the process writing the index
 
 Committing a batch of images/frames: its embeddings are appended to ``embeddings.f16`` and
@@ -24,7 +24,7 @@ SQLite reports a damaged database; :meth:`SearchIndex.verify` recomputes the CRC
 commit (``tools/search.py verify``; an exact search, which reads every row anyway, verifies first).
 
 Version 1 indexes (``.npz`` shards listed in the manifest) are refused with a message naming
-``tools/search.py migrate`` (:mod:`personsearch.search.legacy`).
+``tools/search.py migrate`` (:mod:`personsearch.apps.search.legacy`).
 """
 
 import contextlib
@@ -41,7 +41,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..utils.file_io import atomic_write
+from personsearch.utils.file_io import atomic_write
+
 from . import database as db
 from .entries import Entries
 from .errors import IndexMismatchError, SearchIndexError

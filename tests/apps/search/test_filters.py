@@ -1,4 +1,4 @@
-"""Search filters (personsearch.search.filters) against brute force over the whole index."""
+"""Search filters (personsearch.apps.search.filters) against brute force over the whole index."""
 
 import math
 import re
@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from personsearch.search import GallerySearch, MissingFieldError, SearchFilter, SearchIndex
-from personsearch.search.filters import CompiledFilter, parse_time
-from tests.search.common import make_index
+from personsearch.apps.search import GallerySearch, MissingFieldError, SearchFilter, SearchIndex
+from personsearch.apps.search.filters import CompiledFilter, parse_time
+from tests.apps.search.common import make_index
 
 
 @pytest.fixture(scope="module")

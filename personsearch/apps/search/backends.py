@@ -8,9 +8,9 @@ from .exact import ExactSearcher
 
 __all__ = ["SEARCH_BACKENDS", "build_searcher"]
 
-# what ``tools/search.py query --backend`` accepts (see personsearch.search.gallery): "auto" (the
-# approximate index if the index has one, else "exact"), "exact" (chunked matrix products, no
-# extra package), "faiss" (FAISS IndexFlatIP, exact), "ann" (the approximate index)
+# what ``tools/search.py query --backend`` accepts (see personsearch.apps.search.gallery):
+# "auto" (the approximate index if the index has one, else "exact"), "exact" (chunked matrix
+# products, no extra package), "faiss" (FAISS IndexFlatIP, exact), "ann" (the approximate index)
 SEARCH_BACKENDS = ("auto", "exact", "faiss", "ann")
 
 
