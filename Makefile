@@ -65,13 +65,13 @@ test-latest:
 	bash .ci/test-latest
 
 lint: venv
-	$(PY) -m black -l 100 --check personsearch tools tests
-	$(PY) -m isort --check-only personsearch tools tests
-	$(PY) -m flake8 personsearch tools tests
+	$(PY) -m black -l 100 --check personsearch benchmarks tools tests
+	$(PY) -m isort --check-only personsearch benchmarks tools tests
+	$(PY) -m flake8 personsearch benchmarks tools tests
 
 format: venv
-	$(PY) -m isort personsearch tools tests
-	$(PY) -m black -l 100 personsearch tools tests
+	$(PY) -m isort personsearch benchmarks tools tests
+	$(PY) -m black -l 100 personsearch benchmarks tools tests
 
 clean-venv:
 	rm -rf $(VENV)
