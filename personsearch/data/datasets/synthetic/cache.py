@@ -104,6 +104,6 @@ def check_synthetic_dataset(root: str, **params) -> str:
     else:
         state = "is stale: it was made with other generator parameters"
     raise SyntheticDatasetMissingError(
-        f"The synthetic dataset folder {root} {state}. Prepare it (once, a few minutes on 2 CPU "
+        f"The synthetic dataset folder {root} {state}. Prepare it (once, about a minute on 2 CPU "
         f"cores) with:\n    {prepare_command(root)}"
     )
