@@ -33,10 +33,12 @@ $(STAMP): requirements.txt requirements/reference.txt setup.py
 
 venv: $(STAMP)
 
-# The main job: synthetic data (generated on first use) + statistics and pictures; the untrained
-# model's score (the floor); training and evaluation on the CPU; the same results re-scored at every
-# gallery size (+ plot), on the low-resolution queries and with CBGM; then a search with a report.
+# The main job: the synthetic data prepared (rendered once; a no-op when current) + statistics and
+# pictures; the untrained model's score (the floor); training and evaluation on the CPU; the same
+# results re-scored at every gallery size (+ plot), on the low-resolution queries and with CBGM;
+# then a search with a report.
 demo: venv
+	$(PY) datasets/prepare_synthetic.py
 	$(PY) tools/analyze_dataset.py --dataset synthetic_train synthetic_test --output $(DEMO)/dataset
 	$(PY) tools/visualize_data.py --dataset synthetic_test --num-images 4 --output $(DEMO)/dataset
 	# the floor: the same model with random weights
@@ -65,13 +67,13 @@ test-latest:
 	bash .ci/test-latest
 
 lint: venv
-	$(PY) -m black -l 100 --check personsearch tools tests
-	$(PY) -m isort --check-only personsearch tools tests
-	$(PY) -m flake8 personsearch tools tests
+	$(PY) -m black -l 100 --check personsearch benchmarks datasets tools tests
+	$(PY) -m isort --check-only personsearch benchmarks datasets tools tests
+	$(PY) -m flake8 personsearch benchmarks datasets tools tests
 
 format: venv
-	$(PY) -m isort personsearch tools tests
-	$(PY) -m black -l 100 personsearch tools tests
+	$(PY) -m isort personsearch benchmarks datasets tools tests
+	$(PY) -m black -l 100 personsearch benchmarks datasets tools tests
 
 clean-venv:
 	rm -rf $(VENV)

@@ -75,7 +75,7 @@ def tiny_synthetic_splits(root: str, prefix: str) -> dict:
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from personsearch.data.datasets.cuhk_sysu import register_cuhk_sysu
-    from personsearch.data.datasets.synthetic import generate_synthetic_dataset
+    from synthetic_generator import generate_synthetic_dataset
 
     generate_synthetic_dataset(
         root,

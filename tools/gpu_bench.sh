@@ -82,7 +82,7 @@ print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, 
 EOF
 # the predictor's device path (pinned inputs, non-blocking copies, one synchronisation for the
 # outputs) on a small model, against the CPU; a failure is reported, the sweep still runs
-"$PY" -m personsearch.benchmark.device_check "$DEVICE" "$OUT/predictor_check.json" 2>&1 \
+"$PY" -m benchmarks.device_check "$DEVICE" "$OUT/predictor_check.json" 2>&1 \
     | grep -v Warning | tee -a "$OUT/log.txt" || echo "predictor check FAILED (see above)" \
     | tee -a "$OUT/log.txt"
 # shellcheck disable=SC2086

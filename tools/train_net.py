@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train and/or evaluate a person-search model.
 
-    python tools/train_net.py --config-file configs/synthetic/OIM_R50.yaml
+    python datasets/prepare_synthetic.py      # once: the synthetic set (configs/synthetic/)
+    python tools/train_net.py --config-file configs/synthetic/OIM_R10.yaml
     python tools/train_net.py --config-file configs/OIM_R50.yaml --num-gpus 8
     python tools/train_net.py --config-file configs/OIM_R50.yaml --eval-only MODEL.WEIGHTS model.pth
     python tools/train_net.py --config-file ... --resume         # continue from OUTPUT_DIR
@@ -11,7 +12,10 @@ Multi-machine: ``--num-machines N --machine-rank K --dist-url tcp://HOST:PORT`` 
 
 Your own data: ``--register-json NAME JSON IMAGE_ROOT`` (repeatable) registers a person-search JSON
 split in every process before the config is read, so NAME can be used in ``DATASETS.TRAIN`` /
-``DATASETS.TEST`` (docs/DATASET_FORMAT.md).
+``DATASETS.TEST`` (docs/DATASET_FORMAT.md). The built-in splits only load their folders: the
+synthetic set is made by ``python datasets/prepare_synthetic.py`` (loading it before fails with an
+error naming the folder and that command), CUHK-SYSU and PRW are put in place by hand
+(datasets/README.md).
 """
 
 from detectron2.engine import default_argument_parser, default_setup, launch

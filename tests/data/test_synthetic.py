@@ -12,20 +12,12 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from personsearch.data.datasets.synthetic import (
-    INFO_FILE,
-    SYNTHETIC_DEFAULTS,
-    ensure_synthetic_dataset,
-    generate_synthetic_dataset,
-)
+from personsearch.data.datasets.synthetic import INFO_FILE, SYNTHETIC_DEFAULTS
 from personsearch.data.datasets.synthetic.cache import is_current
-from personsearch.data.datasets.synthetic.layout import plan_layout
 from personsearch.data.datasets.synthetic.params import GENERATOR_VERSION, normalize_params
-from personsearch.data.datasets.synthetic.render import (
-    NUM_ATTRIBUTES,
-    is_distinct,
-    sample_identities,
-)
+from synthetic_generator import ensure_synthetic_dataset, generate_synthetic_dataset
+from synthetic_generator.layout import plan_layout
+from synthetic_generator.render import NUM_ATTRIBUTES, is_distinct, sample_identities
 
 TINY = dict(
     num_train_images=6, num_test_images=6, num_train_ids=4, num_test_ids=3, gallery_sizes=(4,)

@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from personsearch.data.datasets.synthetic import generate_synthetic_dataset
+from synthetic_generator import generate_synthetic_dataset
 from tests.common import CONFIGS, REPO, TINY_MODEL_OPTS
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net_driver.py")

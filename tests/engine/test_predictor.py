@@ -13,8 +13,8 @@ from detectron2.structures import Boxes
 from personsearch.checkpoint import PersonSearchCheckpointer
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
 from personsearch.data.datasets.cuhk_sysu import load_cuhk_sysu
-from personsearch.data.datasets.synthetic import generate_synthetic_dataset
 from personsearch.engine import PersonSearchPredictor
+from synthetic_generator import generate_synthetic_dataset
 from tests.common import randomize_batchnorm, tiny_cfg
 
 ATOL = 1e-5

@@ -26,7 +26,12 @@ from personsearch.data.datasets.json_format import (
     register_person_search_json,
 )
 from personsearch.data.datasets.prw import load_prw, register_prw
-from personsearch.data.datasets.synthetic import INFO_FILE, ensure_synthetic_dataset
+from personsearch.data.datasets.synthetic import (
+    INFO_FILE,
+    SyntheticDatasetMissingError,
+    check_synthetic_dataset,
+)
+from synthetic_generator import ensure_synthetic_dataset
 from tests.data.fixtures import write_jpeg, write_tiny_cuhk_sysu, write_tiny_prw
 
 from .helpers import assert_names, damage_file, warnings_of
@@ -526,3 +531,57 @@ def test_synthetic_root_with_other_files_is_left_alone(tmp_path):
     with pytest.raises(FileExistsError, match=f"not a synthetic dataset \\(no {INFO_FILE}\\)"):
         ensure_synthetic_dataset(str(root), progress=False)
     assert os.listdir(root) == ["keep.txt"]
+
+
+# the registered synthetic splits only load: a missing or stale folder is an error that names it
+# and the command that prepares it (python datasets/prepare_synthetic.py)
+TINY_SYNTHETIC = dict(
+    num_train_images=6, num_test_images=6, num_train_ids=4, num_test_ids=3, gallery_sizes=(4,)
+)
+
+
+def test_synthetic_split_with_a_missing_folder_names_it_and_the_command(tmp_path, catalog):
+    from detectron2.data import DatasetCatalog
+
+    root = str(tmp_path / "not-prepared")
+    name = catalog.track("rb_syn_missing")
+    builtin.register_synthetic(name, root, "test")
+    with pytest.raises(SyntheticDatasetMissingError) as e:
+        DatasetCatalog.get(name)
+    assert isinstance(e.value, FileNotFoundError)
+    assert_names(
+        str(e.value), [root, "is missing", f"python datasets/prepare_synthetic.py --output {root}"]
+    )
+    assert not os.path.exists(root)  # nothing is generated
+
+
+def test_synthetic_split_in_the_default_folder_names_the_plain_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    root = str(tmp_path / "synthetic")
+    with pytest.raises(SyntheticDatasetMissingError) as e:
+        check_synthetic_dataset(root)
+    expected = "with:\n    python datasets/prepare_synthetic.py"
+    assert f"{root} is missing" in str(e.value) and str(e.value).endswith(expected)
+
+
+def test_synthetic_stale_or_foreign_folder_is_an_error_and_left_as_it_is(tmp_path):
+    root = str(tmp_path / "synthetic")
+    ensure_synthetic_dataset(root, progress=False, **TINY_SYNTHETIC)
+    assert check_synthetic_dataset(root, **TINY_SYNTHETIC) == root
+    before = sorted(os.listdir(root))
+    # other parameters (the registered splits expect the default set)
+    with pytest.raises(SyntheticDatasetMissingError, match="made with other generator parameters"):
+        check_synthetic_dataset(root)
+    # another generator version
+    info_path = os.path.join(root, INFO_FILE)
+    info = json.load(open(info_path))
+    info["version"] = -1
+    json.dump(info, open(info_path, "w"))
+    with pytest.raises(SyntheticDatasetMissingError) as e:
+        check_synthetic_dataset(root, **TINY_SYNTHETIC)
+    assert_names(str(e.value), [root, "stale: made by generator version -1", "prepare_synthetic"])
+    # not a synthetic set at all
+    os.remove(info_path)
+    with pytest.raises(SyntheticDatasetMissingError, match=f"no readable {INFO_FILE}"):
+        check_synthetic_dataset(root, **TINY_SYNTHETIC)
+    assert sorted(os.listdir(root)) == [n for n in before if n != INFO_FILE]

@@ -10,9 +10,9 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 
-from personsearch.benchmark.forcing import batchnorm_layers, calibrate_batchnorm
-from personsearch.benchmark.inputs import BenchmarkInputs, parse_size
-from personsearch.benchmark.models import plain_detector_cfg
+from benchmarks.forcing import batchnorm_layers, calibrate_batchnorm
+from benchmarks.inputs import BenchmarkInputs, parse_size
+from benchmarks.models import plain_detector_cfg
 from personsearch.modeling import build_res5_stage
 from tests.common import CONFIGS, TINY_MODEL_OPTS, load_tool, tiny_cfg
 
@@ -141,8 +141,8 @@ def test_interleaved_runs_alternate_persistent_workers(benchmark):
 
 
 def test_an_interleaved_worker_that_fails_is_an_error_row_and_the_others_go_on():
-    from personsearch.benchmark.interleave import run_interleaved
-    from personsearch.benchmark.jobs import Job
+    from benchmarks.interleave import run_interleaved
+    from benchmarks.jobs import Job
 
     inputs = BenchmarkInputs(96, 128, calib_images=1)
     good = Job(kind="plain", name="plain", measure="inference", inputs=vars(inputs).copy(),
@@ -305,7 +305,7 @@ def test_compare_on_a_cuda_config_without_cuda(benchmark):
 
 
 def test_a_failing_measurement_is_reported_and_the_run_goes_on(benchmark, tmp_path, monkeypatch):
-    from personsearch.benchmark import measure
+    from benchmarks import measure
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
@@ -342,7 +342,7 @@ def test_trained_weights_are_loaded_and_not_recalibrated(benchmark, tmp_path):
 
 
 def test_a_worker_that_dies_without_a_result_is_an_error_row():
-    from personsearch.benchmark.jobs import Job, run_job_in_subprocess
+    from benchmarks.jobs import Job, run_job_in_subprocess
 
     job = Job(kind="ours", name="x", measure="inference", inputs={"height": 96, "width": 128})
     result = run_job_in_subprocess(job, python="/bin/false")

@@ -54,7 +54,7 @@ def test_a_missing_package_is_named(tmp_path):
 
 
 def test_predictor_device_check_on_the_cpu():
-    from personsearch.benchmark.device_check import BATCH_ATOL, check
+    from benchmarks.device_check import BATCH_ATOL, check
 
     result = check("cpu", size=(128, 192), images=2)
     for precision in ("float32", "bfloat16"):

@@ -10,4 +10,4 @@ from .cuhk_sysu import (
 from .json_format import load_person_search_json, register_person_search_json
 from .json_writer import save_person_search_json
 from .prw import load_prw, register_prw
-from .synthetic import SYNTHETIC_DEFAULTS, ensure_synthetic_dataset, generate_synthetic_dataset
+from .synthetic import SYNTHETIC_DEFAULTS, SyntheticDatasetMissingError, check_synthetic_dataset

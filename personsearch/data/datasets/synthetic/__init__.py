@@ -1,27 +1,40 @@
-"""The built-in synthetic person-search dataset, written in CUHK-SYSU's original format.
+"""The built-in synthetic person-search dataset, written in CUHK-SYSU's original format: what the
+registered splits need to load it.
 
 It is the project's default dataset: every command (training, evaluation, search demo, tests) runs
-on a laptop CPU with it, with no download. Scenes are rendered by the :mod:`.render` package; the
-other modules decide who appears where (``layout``), write the images and the MATLAB annotation
-files (``generator``, through :mod:`personsearch.data.datasets.cuhk_sysu_writer`, so the set loads
-with the real CUHK-SYSU loader unchanged) and manage the cached copy on disk (``cache``);
-``params`` holds the defaults and their validation. Design, parameters and measured statistics:
-``docs/SYNTHETIC.md``.
+on a laptop CPU with it, with no download. It is made once by ``python
+datasets/prepare_synthetic.py`` (the renderer, ``datasets/synthetic_generator/``, is an annex of the
+repository next to that script); the splits ``synthetic_train`` / ``synthetic_test`` only load the
+prepared folder through the real CUHK-SYSU loader. Here: ``params`` (the defaults, their validation
+and the generator version) and ``cache`` (the staleness check and the error that names the folder
+and the command to run). Design, parameters and measured statistics: ``docs/SYNTHETIC.md``.
 
 Example::
 
-    from personsearch.data.datasets.synthetic import ensure_synthetic_dataset
-    root = ensure_synthetic_dataset("datasets/synthetic")  # generated once (seconds), then cached
+    from personsearch.data.datasets.synthetic import check_synthetic_dataset
+    root = check_synthetic_dataset("datasets/synthetic")  # raises if missing or stale
 """
 
-from .cache import ensure_synthetic_dataset
-from .generator import generate_synthetic_dataset
+from .cache import (
+    PREPARE_COMMAND,
+    SyntheticDatasetMissingError,
+    check_synthetic_dataset,
+    default_root,
+    is_current,
+    prepare_command,
+    read_info,
+)
 from .params import GENERATOR_VERSION, INFO_FILE, SYNTHETIC_DEFAULTS
 
 __all__ = [
     "GENERATOR_VERSION",
     "INFO_FILE",
+    "PREPARE_COMMAND",
     "SYNTHETIC_DEFAULTS",
-    "ensure_synthetic_dataset",
-    "generate_synthetic_dataset",
+    "SyntheticDatasetMissingError",
+    "check_synthetic_dataset",
+    "default_root",
+    "is_current",
+    "prepare_command",
+    "read_info",
 ]

@@ -1,16 +1,13 @@
-"""The cached copy on disk: regenerated only when the parameters or the generator version change,
-replaced atomically, and serialised between concurrent callers by a lock file."""
+"""The prepared copy on disk: whether a folder holds the synthetic set of this generator version
+and parameters (the staleness check), and the error that tells how to prepare it.
 
-import contextlib
+The set itself is made by ``python datasets/prepare_synthetic.py`` (the renderer is next to that
+script, outside the installed package); the registered splits only load it."""
+
 import json
-import logging
 import os
-import shutil
-import tempfile
-import uuid
 from typing import Dict, Optional
 
-from personsearch.data.datasets.synthetic.generator import generate_synthetic_dataset
 from personsearch.data.datasets.synthetic.params import (
     GENERATOR_VERSION,
     IMAGE_DIR,
@@ -19,12 +16,12 @@ from personsearch.data.datasets.synthetic.params import (
     params_from_record,
 )
 
-try:  # POSIX advisory locks; elsewhere concurrent callers rely on the rename race being tolerated
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+PREPARE_COMMAND = "python datasets/prepare_synthetic.py"
 
-logger = logging.getLogger(__name__)
+
+class SyntheticDatasetMissingError(FileNotFoundError):
+    """The synthetic dataset folder is missing, incomplete or stale (another generator version or
+    other parameters); the message names the folder and the command that prepares it."""
 
 
 def read_info(root: str) -> Optional[Dict]:
@@ -56,107 +53,57 @@ def is_current(root: str, params: Dict) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _file_lock(path: str):
-    """Exclusive advisory lock on ``path`` (created) for the duration of the block (POSIX only)."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def default_root() -> str:
+    """``$DETECTRON2_DATASETS/synthetic`` (default ``datasets/synthetic`` relative to the working
+    directory), as an absolute path: where ``synthetic_train`` / ``synthetic_test`` are
+    registered and where the prepare script writes by default."""
+    base = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+    return os.path.abspath(os.path.join(base, "synthetic"))
 
 
-def ensure_synthetic_dataset(root: str, workers: int = 2, progress: bool = True, **params) -> str:
-    """Make sure ``root`` holds the synthetic dataset for these parameters; generate it if not.
+def prepare_command(root: str) -> str:
+    """The exact command that prepares ``root`` (``--output`` only when it is not the default)."""
+    root = os.path.abspath(root)
+    if root == default_root():
+        return PREPARE_COMMAND
+    return f"{PREPARE_COMMAND} --output {root}"
 
-    Nothing is done when ``root/synthetic_info.json`` records the same generator version and
-    parameters. Otherwise the set is generated into a temporary sibling folder that then replaces
-    ``root`` by a rename, so ``root`` is never a partially written tree. Concurrent callers (e.g.
-    distributed ranks) serialise on the lock file ``.<name>.lock`` next to ``root``; the first one
-    generates, the others find the finished set.
+
+def check_synthetic_dataset(root: str, **params) -> str:
+    """Make sure ``root`` holds the synthetic dataset of these parameters; never generates it.
 
     Args:
         root: the dataset folder, e.g. ``$DETECTRON2_DATASETS/synthetic``.
-        workers: rendering processes when generating.
-        progress: show a progress bar when generating.
-        **params: keys of :data:`SYNTHETIC_DEFAULTS` to override.
+        **params: keys of :data:`SYNTHETIC_DEFAULTS` to override (default: the default set).
 
     Returns:
         ``root`` as an absolute path.
 
     Raises:
         TypeError, ValueError: bad parameters.
-        FileExistsError: ``root`` exists, is not empty and is not a synthetic dataset (it is never
-            deleted then).
+        SyntheticDatasetMissingError: (a ``FileNotFoundError``) the folder is missing, is not a
+            complete synthetic set, or was made by another generator version or with other
+            parameters; the message names the folder and the command to run.
     """
     p = normalize_params(params)
     root = os.path.abspath(root)
     if is_current(root, p):
-        logger.info("Synthetic person-search dataset at %s is up to date.", root)
         return root
-    parent, name = os.path.split(root)
-    os.makedirs(parent, exist_ok=True)
-    with _file_lock(os.path.join(parent, f".{name}.lock")):
-        if is_current(root, p):  # another process generated it while we waited
-            logger.info("Synthetic person-search dataset at %s was generated meanwhile.", root)
-            return root
-        if os.path.lexists(root) and not os.path.isdir(root):
-            raise FileExistsError(
-                f"{root!r} exists and is not a folder; the synthetic dataset needs a folder there "
-                f"(the file is left untouched)."
-            )
-        if os.path.isdir(root) and os.listdir(root) and read_info(root) is None:
-            raise FileExistsError(
-                f"{root!r} exists and is not a synthetic dataset (no {INFO_FILE}); move it away or "
-                f"choose another folder."
-            )
-        if fcntl is not None:  # we hold the lock: leftovers of killed generators can go
-            for entry in os.listdir(parent):
-                if entry.startswith((f".{name}.tmp-", f".{name}.old-")):
-                    logger.info("Removing the leftover %s", os.path.join(parent, entry))
-                    shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-        old = read_info(root)
-        logger.info(
-            "%s synthetic person-search dataset in %s (seed %d, %d train + %d extra train + %d "
-            "test images)...",
-            "Regenerating (parameters or generator version changed)" if old else "Generating",
-            root,
-            p["seed"],
-            p["num_train_images"],
-            p["extra_train_images"],
-            p["num_test_images"],
+    info = read_info(root)
+    if not os.path.isdir(root):
+        state = "is missing"
+    elif not isinstance(info, dict):
+        state = f"is not a prepared synthetic dataset (no readable {INFO_FILE})"
+    elif info.get("version") != GENERATOR_VERSION:
+        state = (
+            f"is stale: made by generator version {info.get('version')!r}, this code expects "
+            f"{GENERATOR_VERSION!r}"
         )
-        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-        trash = None
-        try:
-            stats = generate_synthetic_dataset(tmp, workers=workers, progress=progress, **p)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private
-            if os.path.lexists(root):
-                trash = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex[:8]}")
-                os.rename(root, trash)
-            try:
-                os.replace(tmp, root)
-            except OSError:
-                if not is_current(root, p):  # lost a race without the lock (no fcntl)
-                    raise
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-            if trash is not None:
-                shutil.rmtree(trash, ignore_errors=True)
-        logger.info(
-            "Synthetic dataset ready in %.1f s: %d images, %d boxes (%d labeled), %d + %d "
-            "identities, %d queries.",
-            stats["generation_seconds"],
-            stats["images"],
-            stats["boxes"],
-            stats["labeled_boxes"],
-            stats["train_identities"],
-            stats["test_identities"],
-            stats["queries"],
-        )
-    return root
+    elif not os.path.isdir(os.path.join(root, IMAGE_DIR)):
+        state = f"is incomplete (no {IMAGE_DIR}/ folder)"
+    else:
+        state = "is stale: it was made with other generator parameters"
+    raise SyntheticDatasetMissingError(
+        f"The synthetic dataset folder {root} {state}. Prepare it (once, about a minute on 2 CPU "
+        f"cores) with:\n    {prepare_command(root)}"
+    )

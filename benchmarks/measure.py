@@ -15,7 +15,7 @@ dict with the per-call times (wall and CPU seconds), the peak memory and the cou
 """
 
 import itertools
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from detectron2.structures import Boxes, Instances
@@ -297,16 +297,67 @@ def training_batch(inputs: BenchmarkInputs) -> List[Dict]:
     return batch
 
 
+def run_training_steps(
+    cfg,
+    model,
+    optimizer,
+    batches: List,
+    timer: Callable[[Callable[[int], None]], Any],
+    max_skips: int = 0,
+    before: Optional[Callable[[], None]] = None,
+) -> Tuple[Any, int]:
+    """Time training iterations: the one definition of a benchmark's s/iter (``tools/benchmark.py
+    train`` and ``compare``'s train measurement).
+
+    One iteration is ``PersonSearchTrainer``'s guarded train step
+    (:class:`~personsearch.engine.train_loop.GuardedTrainLoop`): the forward pass under
+    ``SOLVER.AMP``, the non-finite checks, backward and the optimizer step with the config's
+    gradient clipping, on the next of ``batches`` (cycled).
+
+    Args:
+        cfg: the model's config (``SOLVER.AMP``).
+        model: the model, in training mode.
+        optimizer: its optimizer (``PersonSearchTrainer.build_optimizer``).
+        batches: the training batches (lists of mapped dicts), cycled.
+        timer: ``timer(step)`` calls ``step(i)`` for ``i = 0, 1, ...`` (warm-up and timed
+            iterations) and returns the timing, e.g. a partial of :func:`.timing.timed_runs`.
+        max_skips: non-finite steps that may be skipped (0: the first one raises
+            ``FloatingPointError``).
+        before: called before every iteration (e.g. a work counter's ``start_call``).
+
+    Returns:
+        ``(timer's result, number of skipped non-finite steps)``.
+    """
+    from detectron2.utils.events import EventStorage
+
+    from personsearch.engine.train_loop import GuardedTrainLoop
+
+    loop = GuardedTrainLoop(
+        model,
+        itertools.cycle(batches),
+        optimizer,
+        max_skips=max_skips,
+        amp_dtype=cfg.SOLVER.AMP.DTYPE if cfg.SOLVER.AMP.ENABLED else "",
+    )
+    with EventStorage(0) as storage:
+
+        def step(i):
+            if before is not None:
+                before()
+            loop.iter = storage.iter = i
+            loop.run_step()
+
+        timing = timer(step)
+    return timing, loop.num_skipped
+
+
 def measure_train(
     cfg, inputs: BenchmarkInputs, runs: int, warmup: int, force: bool, weights: str = ""
 ) -> Dict:
-    """Training iterations on a fixed batch (see the module docstring). BatchNorm uses batch
-    statistics in training, so no calibration is needed; the RoI heads sample
-    ``ROI_HEADS.BATCH_SIZE_PER_IMAGE`` RoIs per image whatever the weights."""
-    from detectron2.utils.events import EventStorage
-
+    """Training iterations (:func:`run_training_steps`) on a fixed batch (see the module
+    docstring). BatchNorm uses batch statistics in training, so no calibration is needed; the RoI
+    heads sample ``ROI_HEADS.BATCH_SIZE_PER_IMAGE`` RoIs per image whatever the weights."""
     from personsearch.engine import PersonSearchTrainer
-    from personsearch.engine.train_loop import GuardedTrainLoop
 
     torch.manual_seed(inputs.seed)
     model = build(cfg)
@@ -315,31 +366,23 @@ def measure_train(
     batch = training_batch(inputs)
     device = _device(cfg)
     cuda = device.type == "cuda"
-    total = warmup + runs
-    loop = GuardedTrainLoop(
-        model,
-        itertools.cycle([batch]),
-        optimizer,
-        max_skips=total,
-        amp_dtype=cfg.SOLVER.AMP.DTYPE if cfg.SOLVER.AMP.ENABLED else "",
-    )
     counter = WorkCounter(model.proposal_generator, model.roi_heads.pooler)
-
-    with EventStorage(0) as storage:
-
-        def step(i):
-            counter.start_call()
-            loop.iter = storage.iter = i
-            loop.run_step()
-
-        timing = measured_runs(step, runs, warmup, cuda, items_per_call=1)
+    timing, skipped = run_training_steps(
+        cfg,
+        model,
+        optimizer,
+        [batch],
+        lambda step: measured_runs(step, runs, warmup, cuda, items_per_call=1),
+        max_skips=warmup + runs,
+        before=counter.start_call,
+    )
     counter.remove()
     n = len(batch)
     return {
         "mode": mode_of(force, weights),
         **timing,
         "images_per_iter": n,
-        "nonfinite_skips": loop.num_skipped,
+        "nonfinite_skips": skipped,
         **counter.per_image(n),
     }
 

@@ -1,5 +1,12 @@
-"""Side-by-side speed and memory of person-search models (``tools/benchmark.py compare``,
-``throughput``, ``official-weights``, ``optimize-check``, ``flops``).
+"""The benchmark harness of ``tools/benchmark.py`` (side-by-side speed and memory of
+person-search models: ``compare``, ``throughput``, ``official-weights``, ``optimize-check``,
+``flops``; the ``train``, ``inference``, ``search-eval``, ``search-index`` and ``search-scale``
+timings).
+
+An annex of the repository, not part of the installed ``personsearch`` package: it loads the
+official repositories at run time (inserting them into ``sys.path``, patching torchvision's resnet50
+and stubbing their missing modules), which a library must not do to its users' interpreter. The
+tool and the tests import it from the repository root.
 
 One component per file:
 
@@ -16,7 +23,7 @@ One component per file:
 * :mod:`.models`: building our models and the plain detectron2 Faster R-CNN C4 baseline that
   matches each of them;
 * :mod:`.measure`: inference, query-embedding and training-step measurements of our models;
-* :mod:`.official`: run-time adapters of the official SeqNet / NAE / NAE+ code (never vendored;
+* :mod:`.official_code`: run-time adapters of the official SeqNet / NAE / NAE+ code (never vendored;
   what is patched and why is in its docstring), :mod:`.measure_official`: their measurements;
 * :mod:`.jobs`: one measurement as a JSON-able job, run in a fresh subprocess or in-process;
 * :mod:`.interleave`: several models' measurements in persistent processes, calls alternating in
@@ -26,12 +33,15 @@ One component per file:
 * :mod:`.official_weights`: the official model's calibrated weights and their conversion
   (``official-weights``); :mod:`.tolerance`: output differences of ``TEST.OPTIMIZE``
   (``optimize-check``);
-* :mod:`.worker`: the subprocess entry point (``python -m personsearch.benchmark.worker``);
-* :mod:`.report`: system description, rows with ratios to the plain detector, markdown table;
+* :mod:`.worker`: the subprocess entry point (``python -m benchmarks.worker``);
+* :mod:`.search_eval`, :mod:`.search_index`, :mod:`.search_scale`: the synthetic results set, the
+  random index and the simulated archive of the search timings;
+* :mod:`.cli`: one ``run_<name>(args)`` per subcommand of ``tools/benchmark.py``;
+* :mod:`.tables`: system description, rows with ratios to the plain detector, markdown table;
 * :mod:`.compare`: the whole comparison (validation, plan, runs, outputs).
 """
 
 from .compare import CompareError, CompareSettings, run_compare
 from .inputs import BenchmarkInputs, parse_size
 from .jobs import Job, run_job, run_job_in_subprocess
-from .report import build_rows, markdown_table, system_info
+from .tables import build_rows, markdown_table, system_info

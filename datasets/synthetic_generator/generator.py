@@ -16,8 +16,6 @@ import numpy as np
 from tqdm import tqdm
 
 from personsearch.data.datasets import cuhk_sysu_writer as writer
-from personsearch.data.datasets.synthetic import render
-from personsearch.data.datasets.synthetic.layout import plan_layout
 from personsearch.data.datasets.synthetic.params import (
     GENERATOR_VERSION,
     IMAGE_DIR,
@@ -27,9 +25,12 @@ from personsearch.data.datasets.synthetic.params import (
     normalize_params,
     recorded_params,
 )
-from personsearch.data.datasets.synthetic.render.attributes import ATTRIBUTES
-from personsearch.data.datasets.synthetic.render.scene import PlacedPerson
-from personsearch.data.datasets.synthetic.render.worker import RenderResult, render_image_file
+
+from . import render
+from .layout import plan_layout
+from .render.attributes import ATTRIBUTES
+from .render.scene import PlacedPerson
+from .render.worker import RenderResult, render_image_file
 
 
 def image_name(index: int) -> str:

@@ -1,5 +1,6 @@
 """The inference, query and training measurements of an official implementation, on the same
-inputs and in the same way as :mod:`.measure` (adapters and their patches: :mod:`.official`)."""
+inputs and in the same way as :mod:`.measure` (adapters and their patches: :mod:`.official_code`).
+"""
 
 from typing import Dict, List
 
@@ -7,7 +8,7 @@ import torch
 
 from personsearch.utils.amp import autocast, autocast_dtype
 
-from . import official
+from . import official_code
 from .counting import WorkCounter
 from .forcing import calibrate_batchnorm
 from .inputs import BenchmarkInputs
@@ -27,18 +28,18 @@ def _float_image(image: torch.Tensor, device) -> torch.Tensor:
 
 
 def prepare_official_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.device):
-    """The official model in eval mode, configured for the benchmark (:func:`official.configure`),
-    with the weights of ``spec["weights"]`` (an official-layout checkpoint, e.g. from
-    :func:`~.official_weights.write_official_weights`) or, without, random weights whose
-    BatchNorm statistics are calibrated on the benchmark images.
+    """The official model in eval mode, configured for the benchmark
+    (:func:`official_code.configure`), with the weights of ``spec["weights"]`` (an
+    official-layout checkpoint, e.g. from :func:`~.official_weights.write_official_weights`) or,
+    without, random weights whose BatchNorm statistics are calibrated on the benchmark images.
 
     Returns:
         ``(model, info)``.
     """
     impl = spec["impl"]
     torch.manual_seed(inputs.seed)
-    model = official.build_official(impl, spec["path"], training=False).to(device)
-    settings = official.configure(
+    model = official_code.build_official(impl, spec["path"], training=False).to(device)
+    settings = official_code.configure(
         model,
         inputs.height,
         inputs.width,
@@ -46,7 +47,7 @@ def prepare_official_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.dev
         spec["post_nms_topk"],
         spec["detections"],
     )
-    info = {"official_settings": settings, "notes": official.notes(impl)}
+    info = {"official_settings": settings, "notes": official_code.notes(impl)}
     if spec.get("weights"):
         state = torch.load(spec["weights"], map_location=device, weights_only=True)
         model.load_state_dict(state.get("model", state))
@@ -60,8 +61,8 @@ def prepare_official_eval(spec: Dict, inputs: BenchmarkInputs, device: torch.dev
 
         def run(x=x):
             with _amp(spec["precision"], device):
-                official.gallery(impl, model, x)
-                official.query(impl, model, x, q)
+                official_code.gallery(impl, model, x)
+                official_code.query(impl, model, x, q)
 
         passes.append(run)
     bn = calibrate_batchnorm(model, passes)
@@ -94,11 +95,11 @@ class OfficialSession(Session):
         self.counter.start_call()
         with self.grad_mode(), _amp(self.spec["precision"], self.device):
             if self.measure == "inference":
-                out = official.gallery(self.impl, self.model, self.images)
+                out = official_code.gallery(self.impl, self.model, self.images)
                 self.counts.append(len(out[0]["boxes"]))
             else:
-                self.counts.append(len(official.query(self.impl, self.model, self.image,
-                                                      self.boxes)))  # fmt: skip
+                queries = official_code.query(self.impl, self.model, self.image, self.boxes)
+                self.counts.append(len(queries))
 
     def result(self) -> Dict:
         if self.measure == "query":
@@ -136,8 +137,8 @@ def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, 
     impl = spec["impl"]
     cuda = device.type == "cuda"
     torch.manual_seed(inputs.seed)
-    model = official.build_official(impl, spec["path"], training=True).to(device)
-    official.configure(
+    model = official_code.build_official(impl, spec["path"], training=True).to(device)
+    official_code.configure(
         model,
         inputs.height,
         inputs.width,
@@ -146,7 +147,7 @@ def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, 
         spec["detections"],
     )
     model.train()
-    optimizer = official.optimizer_for(model)
+    optimizer = official_code.optimizer_for(model)
     batch = inputs.training_batch()
     scaler = torch.amp.GradScaler("cuda") if spec["precision"] == "float16" else None
     counter = WorkCounter(model.rpn, model.roi_heads.box_roi_pool)
@@ -155,7 +156,7 @@ def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, 
         counter.start_call()
         # as in the official engines: the batch is moved to the device inside the loop
         images = [_float_image(img, device) for img, _, _ in batch]
-        targets = official.training_targets(
+        targets = official_code.training_targets(
             impl, [b for _, b, _ in batch], [p for _, _, p in batch], device
         )
         with _amp(spec["precision"], device):
@@ -167,7 +168,7 @@ def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, 
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), official.OFFICIAL_CLIP)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), official_code.OFFICIAL_CLIP)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -178,7 +179,7 @@ def _measure_train(spec: Dict, inputs: BenchmarkInputs, runs: int, warmup: int, 
     counter.remove()
     return {
         "mode": "forced",
-        "notes": official.notes(impl),
+        "notes": official_code.notes(impl),
         **timing,
         "images_per_iter": len(batch),
         **counter.per_image(len(batch)),

@@ -1,12 +1,12 @@
 """Subprocess entry point of one benchmark measurement.
 
-    python -m personsearch.benchmark.worker JOB.json RESULT.json
-    python -m personsearch.benchmark.worker --serve JOB.json
+    python -m benchmarks.worker JOB.json RESULT.json
+    python -m benchmarks.worker --serve JOB.json
 
-The first form reads a :class:`~personsearch.benchmark.jobs.Job`, runs it and writes the result
+The first form reads a :class:`~benchmarks.jobs.Job`, runs it and writes the result
 dict (with ``error`` set if the measurement failed); the exit status is 1 in that case. The second
 prepares the job and then times one call per ``step`` line on stdin, for the interleaved runs of
-:mod:`personsearch.benchmark.interleave`.
+:mod:`benchmarks.interleave`.
 """
 
 import json
@@ -17,8 +17,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     serve = argv[:1] == ["--serve"]
     if (serve and len(argv) != 2) or (not serve and len(argv) != 2):
-        print("usage: python -m personsearch.benchmark.worker JOB.json RESULT.json")
-        print("       python -m personsearch.benchmark.worker --serve JOB.json")
+        print("usage: python -m benchmarks.worker JOB.json RESULT.json")
+        print("       python -m benchmarks.worker --serve JOB.json")
         return 2
     import personsearch  # noqa: F401  (registers the components)
 

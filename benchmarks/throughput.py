@@ -33,7 +33,7 @@ from .inputs import BenchmarkInputs
 from .measure import InferenceSession, prepare_for_inference
 from .models import model_cfg, plain_detector_cfg
 from .peak import device_peak
-from .report import system_info
+from .tables import system_info
 from .timing import peak_memory_mb, reset_peak_memory, timed_call
 
 PLAIN_PREFIX = "plain:"

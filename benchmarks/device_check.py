@@ -1,6 +1,6 @@
 """The predictor's device path checked on a small model (``tools/gpu_bench.sh``, seconds):
 
-    python -m personsearch.benchmark.device_check cuda OUT.json
+    python -m benchmarks.device_check cuda OUT.json
 
 ``PersonSearchPredictor`` on the device (pinned inputs, non-blocking copies, all outputs copied
 back with one synchronisation; float32 and bfloat16) against the same weights on the CPU, and a
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     "configs",
     "synthetic",
     "NAE+_R10.yaml",
@@ -83,7 +83,7 @@ def check(device: str, config: str = CONFIG, size=(384, 512), images: int = 4) -
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m personsearch.benchmark.device_check DEVICE OUT.json")
+        print("usage: python -m benchmarks.device_check DEVICE OUT.json")
         return 2
     result = check(argv[0])
     print("predictor check:", json.dumps(result))

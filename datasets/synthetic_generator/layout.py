@@ -5,7 +5,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from personsearch.data.datasets.synthetic.render.attributes import (
+from .render.attributes import (
     is_distinct,
     sample_attributes,
     sample_identities,

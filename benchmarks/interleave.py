@@ -105,7 +105,7 @@ class _Worker:
             p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p
         )
         self.log = open(os.path.join(tmp, f"job{index}.log"), "w+")
-        cmd = [python or sys.executable, "-m", "personsearch.benchmark.worker", "--serve", path]
+        cmd = [python or sys.executable, "-m", "benchmarks.worker", "--serve", path]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True
         )

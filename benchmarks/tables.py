@@ -1,9 +1,11 @@
-"""The outputs of a comparison: a description of the machine, one row per model, size and
-precision (with ratios to the matching plain detector) and a markdown table."""
+"""The outputs of the benchmarks: for a comparison, a description of the machine, one row per
+model, size and precision (with ratios to the matching plain detector) and a markdown table; for
+the ``train`` / ``inference`` subcommands, the timing summary of one model."""
 
 import datetime
 import os
 import platform
+import statistics
 from typing import Dict, List, Optional
 
 MODE_LEGEND = {
@@ -355,3 +357,26 @@ def markdown_table(
     for note, models in notes.items():
         lines.append(f"- {', '.join(models)}: {note}.")
     return "\n".join(lines) + "\n"
+
+
+def model_timing(unit: str, seconds: List[float], peak_mb: float, extra: Dict) -> Dict:
+    """The summary of ``tools/benchmark.py train`` / ``inference``: mean and median seconds per
+    ``unit`` ("iter" or "image"), the number of timed calls, the peak memory and ``extra``."""
+    return {
+        f"seconds_per_{unit}_mean": statistics.fmean(seconds),
+        f"seconds_per_{unit}_median": statistics.median(seconds),
+        "timed": len(seconds),
+        "peak_memory_mb": peak_mb,
+        **extra,
+    }
+
+
+def format_model_timing(title: str, unit: str, timing: Dict, cuda: bool) -> List[str]:
+    """The printed lines of a :func:`model_timing` summary under ``title``."""
+    memory = "peak GPU memory allocated" if cuda else "peak resident memory of the process"
+    median, mean = timing[f"seconds_per_{unit}_median"], timing[f"seconds_per_{unit}_mean"]
+    return [
+        title.rstrip(),
+        f"  {median:.4f} s/{unit} median, {mean:.4f} s/{unit} mean over {timing['timed']}",
+        f"  {memory}: {timing['peak_memory_mb']:.0f} MiB",
+    ]

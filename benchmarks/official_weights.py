@@ -18,7 +18,7 @@ from typing import Dict
 import torch
 
 from .inputs import BenchmarkInputs
-from .official import check_official_path
+from .official_code import check_official_path
 
 # the config each official model converts to (as tools/convert_checkpoint.py)
 TARGET_CONFIGS = {
@@ -26,7 +26,7 @@ TARGET_CONFIGS = {
     "nae": "configs/official/NAE_R50.yaml",
     "nae+": "configs/official/NAE+_R50.yaml",
 }
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_official_weights(

@@ -20,8 +20,8 @@ from .models import (
     plain_detector_cfg,
     plain_detector_key,
 )
-from .official import DISPLAY_NAMES, IMPLEMENTATIONS, check_official_path
-from .report import build_rows, markdown_table, system_info
+from .official_code import DISPLAY_NAMES, IMPLEMENTATIONS, check_official_path
+from .tables import build_rows, markdown_table, system_info
 
 PLAIN_NAME = "plain Faster R-CNN C4"
 # the measurements --interleave alternates between models (training runs one after the other)
@@ -382,7 +382,7 @@ def run_compare(
 
     Returns:
         ``{"system", "settings", "peaks", "rows", "measurements", "markdown"}`` (``rows`` and
-        ``markdown``: see :mod:`.report`; ``peaks``: the MFU denominators; ``measurements``:
+        ``markdown``: see :mod:`.tables`; ``peaks``: the MFU denominators; ``measurements``:
         every entry with its raw result).
     """
     validate(settings)

@@ -14,8 +14,8 @@ from typing import Dict, List, Optional
 from .inputs import BenchmarkInputs
 
 KINDS = ("ours", "plain", "official")
-# the folder that holds the personsearch package
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the repository root: the folder that holds the benchmarks package (and the personsearch one)
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEASURES = ("inference", "query", "train")
 
 
@@ -135,7 +135,7 @@ def open_session(job: Job):
 
 
 def run_job_in_subprocess(job: Job, python: Optional[str] = None, cwd: str = "") -> Dict:
-    """Run a job in a fresh ``python -m personsearch.benchmark.worker`` process.
+    """Run a job in a fresh ``python -m benchmarks.worker`` process.
 
     Its output is captured; on failure the result's ``error`` holds the end of it.
     """
@@ -143,7 +143,7 @@ def run_job_in_subprocess(job: Job, python: Optional[str] = None, cwd: str = "")
         job_path, out_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
         with open(job_path, "w") as f:
             f.write(job.to_json())
-        cmd = [python or sys.executable, "-m", "personsearch.benchmark.worker", job_path, out_path]
+        cmd = [python or sys.executable, "-m", "benchmarks.worker", job_path, out_path]
         # the package importable even when it is not installed
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
