@@ -4,6 +4,7 @@
 #   make test-latest   the unit tests on the newest-PyTorch lane (Python 3.12, requirements/latest.txt;
 #                      its environment is built once and cached outside the clone, see .ci/venv-latest)
 #   make lint          black + isort + flake8 at line length 100
+#   make regression    configs/quick_schedules/: train each, check TEST.EXPECTED_RESULTS (slow)
 PYTHON ?= $(shell command -v python3.10 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -18,7 +19,7 @@ DEVICE_OPTS = $(if $(DEVICE),MODEL.DEVICE $(DEVICE))
 # more config overrides for the main job's models, e.g. DEMO_OPTS="SOLVER.AMP.ENABLED True"
 DEMO_OPTS ?=
 
-.PHONY: venv demo test test-latest lint format clean-venv
+.PHONY: venv demo test test-latest lint format regression clean-venv
 
 # (Re)install only when the reference lane's pins or setup.py changed since the last successful
 # install.
@@ -74,6 +75,15 @@ lint: venv
 format: venv
 	$(PY) -m isort personsearch benchmarks datasets tools tests
 	$(PY) -m black -l 100 personsearch benchmarks datasets tools tests
+
+# detectron2's quick_schedules convention: each *_acc_test.yaml trains from scratch and ends with
+# verify_results on its TEST.EXPECTED_RESULTS (measured means, 3 std tolerance); exit 1 on a miss
+regression: venv
+	$(PY) datasets/prepare_synthetic.py
+	set -e; for c in configs/quick_schedules/*_acc_test.yaml; do \
+	  n=$$(basename $$c .yaml); \
+	  $(PY) tools/train_net.py --config-file $$c OUTPUT_DIR output/quick_schedules/$$n $(DEVICE_OPTS); \
+	done
 
 clean-venv:
 	rm -rf $(VENV)

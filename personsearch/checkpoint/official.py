@@ -1,6 +1,6 @@
 """Conversion of the official SeqNet and NAE/NAE+ checkpoints into personsearch checkpoints.
 
-Official containers (``reference/checkpoints.md``, confirmed in the official code): SeqNet's
+Official containers (as saved by the official code): SeqNet's
 ``train.py`` saves ``{"model", "optimizer", "lr_scheduler", "epoch"}`` (released as
 ``epoch_19.pth`` / ``epoch_17.pth``), NAE4PS saves the same keys as ``checkpoint.pth``. Both are
 torch 1.2 files; only ``"model"`` is used. The file is read with a restricted unpickler that only

@@ -1,5 +1,5 @@
 """tools/convert_checkpoint.py on checkpoints written here in the official SeqNet / NAE / NAE+
-key layouts (random weights; the layouts follow reference/checkpoints.md: torchvision ResNet-50
+key layouts (random weights; the layouts of the official code: torchvision ResNet-50
 names, torchvision RPN head, the official RoI-head modules)."""
 
 import collections
