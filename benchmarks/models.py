@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import torch
 
-from ..utils import device as device_utils
+from personsearch.utils import device as device_utils
+
 from .forcing import forced_overrides
 
 PLAIN_META_ARCH = "GeneralizedRCNN"

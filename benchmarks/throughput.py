@@ -28,7 +28,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..utils.file_io import atomic_write
+from personsearch.utils.file_io import atomic_write
+
 from .inputs import BenchmarkInputs
 from .measure import InferenceSession, prepare_for_inference
 from .models import model_cfg, plain_detector_cfg
