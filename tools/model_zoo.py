@@ -86,11 +86,11 @@ GROUPS: Dict[str, List[Tuple[str, str]]] = {
         ("deep", "synthetic/ablations/fusion_deep.yaml"),
         ("shallow", "synthetic/ablations/fusion_shallow.yaml"),
         ("mean", "synthetic/ablations/fusion_mean.yaml"),
-        ("concat", "synthetic/ablations/b_SFM.yaml"),  # = fusion_concat.yaml
+        ("concat", "synthetic/ablations/b_SFM.yaml"),  # FUSION concat: the default
         ("deep + SD", "synthetic/ablations/fusion_deep_SD.yaml"),
         ("shallow + SD", "synthetic/ablations/fusion_shallow_SD.yaml"),
         ("mean + SD", "synthetic/ablations/fusion_mean_SD.yaml"),
-        ("concat + SD", "synthetic/ablations/c_SFM_SD.yaml"),  # = fusion_concat_SD.yaml
+        ("concat + SD", "synthetic/ablations/c_SFM_SD.yaml"),
     ],
 }
 # (column title, key in result.json); the keys are filled by _score_run
