@@ -92,6 +92,9 @@ GROUPS: Dict[str, List[Tuple[str, str]]] = {
         ("mean + SD", "synthetic/ablations/fusion_mean_SD.yaml"),
         ("concat + SD", "synthetic/ablations/c_SFM_SD.yaml"),
     ],
+    "nae": [  # the current UGAS on the NAE head (NAE itself: the methods group)
+        ("UGAS on NAE", "synthetic/UGAS-NAE_R10.yaml"),
+    ],
 }
 # (column title, key in result.json); the keys are filled by _score_run
 COLUMNS = [
