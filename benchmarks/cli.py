@@ -1,7 +1,7 @@
 """The subcommands of ``tools/benchmark.py``: each ``run_<name>(args)`` takes the parsed
-command-line arguments of its subcommand (the parsers are in the tool), checks them, runs the
-measurement and prints (and optionally writes) its report. The measurements themselves live in the
-other modules of this package."""
+command-line arguments of its subcommand (the parsers are in :mod:`benchmarks.parser`), checks
+them, runs the measurement and prints (and optionally writes) its report. The measurements
+themselves live in the other modules of this package."""
 
 import argparse
 import json

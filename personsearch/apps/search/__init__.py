@@ -11,13 +11,12 @@
 * :mod:`.filters`: camera, source, time, path, score and uncertainty filters;
 * :mod:`.gallery`: queries against an index (exact, approximate + exact re-ranking, filtered);
   :mod:`.rerank`: CBGM re-ranking; :mod:`.searcher`: the query model and query embeddings;
-* :mod:`.report`: PNG contact sheet and self-contained HTML report.
+* :mod:`.report`: PNG contact sheet and self-contained HTML report;
+* :mod:`.cli`: the command line (``tools/search.py`` only parses and dispatches to it).
 
-``tools/search.py`` is the command line over these. The package is an application on top of the
-model (see :mod:`personsearch.apps`): it runs the model only through
-:class:`~personsearch.engine.PersonSearchPredictor` (and reuses the core's CBGM and drawing
-helpers), and ``import personsearch`` does not import it.
-It was ``personsearch.search`` before (still importable, with a ``DeprecationWarning``, for one
+The package is an application on top of the model (see :mod:`personsearch.apps`): it runs the
+model only through :class:`~personsearch.engine.PersonSearchPredictor` (and reuses the core's CBGM
+and drawing helpers), and ``import personsearch`` does not import it. It was ``personsearch.search`` before (still importable, with a ``DeprecationWarning``, for one
 release); the benchmark protocol is :mod:`personsearch.evaluation.search_protocol`.
 """
 
