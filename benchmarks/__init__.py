@@ -38,10 +38,10 @@ One component per file:
   random index and the simulated archive of the search timings;
 * :mod:`.cli`: one ``run_<name>(args)`` per subcommand of ``tools/benchmark.py``;
 * :mod:`.tables`: system description, rows with ratios to the plain detector, markdown table;
-* :mod:`.compare`: the whole comparison (validation, plan, runs, outputs).
-"""
+* :mod:`.compare`: the whole comparison (validation, plan, runs, outputs);
+* :mod:`.parser`: the command line of ``tools/benchmark.py`` (one subcommand each);
+* :mod:`.zoo`: the model zoo's multi-seed training runs, tables and chart (``tools/model_zoo.py``).
 
-from .compare import CompareError, CompareSettings, run_compare
-from .inputs import BenchmarkInputs, parse_size
-from .jobs import Job, run_job, run_job_in_subprocess
-from .tables import build_rows, markdown_table, system_info
+Import from the modules (``from benchmarks.compare import run_compare``): the package itself
+imports nothing, so that a tool's ``--help`` does not wait for torch.
+"""

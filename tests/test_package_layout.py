@@ -51,7 +51,11 @@ def test_import_personsearch_fills_the_ugas_registries(fresh_import):
 def test_import_personsearch_leaves_the_applications_out(fresh_import):
     modules = fresh_import["modules"]
     assert "personsearch.modeling.ugas" in modules and "personsearch.engine.predictor" in modules
-    assert not [m for m in modules if m.startswith(("personsearch.apps", "personsearch.search"))]
+    assert not [
+        m
+        for m in modules
+        if m.startswith(("personsearch.apps", "personsearch.search", "personsearch.visualization"))
+    ]
     # the deprecated alias of the protocol module is not imported either
     assert "personsearch.evaluation.search" not in modules
     assert "personsearch.evaluation.search_protocol" in modules

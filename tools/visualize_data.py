@@ -14,7 +14,6 @@ of them (``OUTPUT/NAME_grid.png``), and prints the paths. Examples::
 import argparse
 import logging
 import os
-import random
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -37,6 +36,7 @@ from personsearch.utils.visualizer import (
     resize_to_fit,
     save_image,
 )
+from personsearch.visualization.selection import output_name, select_records
 
 logger = logging.getLogger("personsearch.tools.visualize_data")
 
@@ -64,33 +64,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def select_records(
-    records: Sequence[Dict],
-    num_images: int,
-    image_ids: Optional[Sequence[str]] = None,
-    queries_only: bool = False,
-    seed: int = 0,
-) -> List[Dict]:
-    """Pick the records to draw: the named ``image_ids`` (in that order) or a seeded random
-    sample of ``num_images`` (among images with queries when ``queries_only``), in split order.
-
-    Raises:
-        KeyError: an image id is not in the split.
-        ValueError: ``queries_only`` and no image holds a query.
-    """
-    if image_ids:
-        by_id = {r["image_id"]: r for r in records}
-        missing = [i for i in image_ids if i not in by_id]
-        if missing:
-            raise KeyError(f"image ids not in the dataset: {missing}")
-        return [by_id[i] for i in image_ids]
-    pool = [r for r in records if r.get("queries")] if queries_only else list(records)
-    if not pool:
-        raise ValueError("no image of the dataset holds a query" if queries_only else "no images")
-    chosen = sorted(random.Random(seed).sample(range(len(pool)), min(num_images, len(pool))))
-    return [pool[i] for i in chosen]
-
-
 def caption(record: Dict) -> str:
     """One-line summary of a record: image id, boxes, labeled, queries."""
     anns = record.get("annotations", [])
@@ -102,12 +75,6 @@ def caption(record: Dict) -> str:
     return text
 
 
-def output_name(image_id: str) -> str:
-    """A flat PNG file name for an image id that may contain folders."""
-    stem = os.path.splitext(image_id)[0]
-    return stem.replace("/", "__").replace("\\", "__") + ".png"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     """Draw the selected images; returns the written paths (per-image PNGs, then the grid)."""
     setup_logger(name="personsearch", abbrev_name="ps")
@@ -115,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     records = DatasetCatalog.get(args.dataset)
     try:
         selected = select_records(
-            records, args.num_images, args.image_ids, args.queries_only, args.seed
+            records, args.num_images, args.image_ids, args.seed, args.queries_only
         )
     except (KeyError, ValueError) as e:
         raise SystemExit(f"{args.dataset}: {e.args[0]}") from e

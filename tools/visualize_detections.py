@@ -17,6 +17,9 @@ model's score of that detection comes from the proposal the box was regressed fr
 scores proposals, then regresses and suppresses them), so the mean of the drawn map need not equal
 the printed score; the map shows where, inside the box that is reported, the network sees a person.
 
+Running the model, drawing and the attention maps are :mod:`personsearch.visualization`
+(``detections``, ``attention``).
+
 Writes ``OUTPUT/<image>.png`` per image and ``OUTPUT/index.json`` (the settings and, per image, the
 PNG, the number of people and of detections, and the drawn boxes in original pixels with their
 scores), and prints the paths. If ``--score-thresh`` is below the config's
@@ -34,48 +37,34 @@ import argparse
 import json
 import logging
 import os
-import random
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
-import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import personsearch  # noqa: F401  (registers the built-in splits)
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
-from personsearch.utils.cli import (
-    add_register_json_argument,
-    register_json_datasets,
-)
+from personsearch.utils.cli import add_register_json_argument, register_json_datasets
 from personsearch.utils.model_tools import (
     build_inference_model,
     gt_boxes_xyxy,
     load_config,
     resolve_dataset,
-    to_original,
 )
-from personsearch.utils.visualizer import (
-    UNLABELED_COLOR,
-    default_thickness,
-    draw_box,
-    read_image,
+from personsearch.utils.visualizer import read_image
+from personsearch.visualization.attention import has_attention
+from personsearch.visualization.detections import (
+    detect_image,
+    draw_detections,
+    render_figure,
+    score_description,
 )
+from personsearch.visualization.selection import output_name, select_records
 
 logger = logging.getLogger("personsearch.tools.visualize_detections")
-
-SCORE_CMAP = "viridis"  # detection scores, 0 (dark purple) .. 1 (yellow)
-ATTENTION_CMAP = "jet"  # pixel attention, as in the NAE paper's figure
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -116,220 +105,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     register_json_datasets(args.register_json)
     args.dataset = resolve_dataset(parser, args.dataset, args.cfg)
     return args
-
-
-# ----------------------------------------------------------------------------------------------
-# model (the same few steps as tools/analyze_iou.py)
-# ----------------------------------------------------------------------------------------------
-def has_attention(roi_heads: torch.nn.Module) -> bool:
-    """Whether the RoI head outputs a pixel attention map: NAE+'s re-ID head, or UGAS's attention
-    SFM (``AttentionShallowFusionModule`` with spatial attention)."""
-    reid_head = getattr(roi_heads, "reid_head", None)
-    if "attention" in getattr(type(reid_head), "outputs", ()):
-        return True
-    ugas = getattr(roi_heads, "ugas", None)
-    return getattr(getattr(ugas, "sfm", None), "spatial", None) is not None
-
-
-def sfm_attention_maps(gates, level_weights: torch.Tensor) -> torch.Tensor:
-    """One (R, h, w) map in [0, 1] per box from UGAS's attention SFM: each level's spatial gate
-    (in (0, 2), 1 = neutral) resized to the largest level's size, averaged with the box's level
-    weights, divided by 2.
-
-    Args:
-        gates: per level, (R, 1, h_l, w_l) gates.
-        level_weights: (R, L) level weights (mean 1 over the levels).
-    """
-    size = max((g.shape[-2:] for g in gates), key=lambda hw: hw[0] * hw[1])
-    up = [F.interpolate(g.float(), size=tuple(size), mode="bilinear", align_corners=False)
-          for g in gates]  # fmt: skip
-    w = level_weights.float() / level_weights.float().sum(dim=1, keepdim=True)
-    mixed = sum(w[:, i, None, None] * u[:, 0] for i, u in enumerate(up))
-    return (mixed / 2.0).clamp(0.0, 1.0)
-
-
-def score_description(cfg: CfgNode) -> str:
-    """What the detection score of the config's RoI head is (the colorbar's label)."""
-    name = cfg.MODEL.ROI_HEADS.NAME
-    if name == "SeqNetROIHeads":
-        return f"SeqNet {cfg.MODEL.SEQNET.SCORE} score"
-    if name == "NAEPlusROIHeads":
-        return "NAE+ score (mean attention / image max)"
-    if name == "NAEROIHeads":
-        return "NAE score (sigmoid of the rescaled norm)"
-    if name == "OIMROIHeads":
-        return "OIM person probability (softmax)"
-    return f"{name} detection score"
-
-
-@torch.no_grad()
-def detect_image(model: torch.nn.Module, inputs: Dict, attention: bool) -> Dict[str, np.ndarray]:
-    """The model's detections of one mapped input.
-
-    Args:
-        model: a person-search model in eval mode.
-        inputs: one output of :class:`PersonSearchDatasetMapper` (test mode).
-        attention: also compute each detection's attention map (NAE+ heads) on its final box.
-
-    Returns:
-        ``{"boxes": (N, 4) float XYXY in original pixels, "scores": (N,), "attention":
-        (N, h, w) in [0, 1] or None}``, best score first.
-    """
-    images = model.preprocess_image([inputs])
-    features = model.backbone(images.tensor)
-    proposals, _ = model.proposal_generator(images, features, None)
-    heads = model.roi_heads
-    instances = heads(images, features, proposals)[0][0]
-    maps = None
-    if attention:
-        boxes = [instances.pred_boxes]
-        out = heads.reid_forward(features, boxes, heads.roi_features(features, boxes))
-        if "attention" in out:  # NAE+: (R, 1, h, w)
-            maps = out["attention"][:, 0].float().cpu().numpy()
-        elif out.get("sfm_attention"):  # UGAS's attention SFM: per level (R, 1, h_l, w_l)
-            maps = sfm_attention_maps(out["sfm_attention"], out["sfm_level_weights"])
-            maps = maps.cpu().numpy()
-    boxes = to_original(
-        instances.pred_boxes.tensor, images.image_sizes[0], inputs["height"], inputs["width"]
-    )
-    scores = instances.scores
-    order = torch.argsort(scores, descending=True).cpu()
-    return {
-        "boxes": boxes.float().cpu().numpy()[order],
-        "scores": scores.float().cpu().numpy()[order],
-        "attention": None if maps is None else maps[order],
-    }
-
-
-# ----------------------------------------------------------------------------------------------
-# drawing
-# ----------------------------------------------------------------------------------------------
-def score_colors(scores: np.ndarray, cmap: str = SCORE_CMAP) -> np.ndarray:
-    """(N, 3) uint8 RGB colours of scores in [0, 1] under ``cmap``."""
-    rgba = colormaps[cmap](np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0))
-    return np.round(np.asarray(rgba)[..., :3] * 255).astype(np.uint8).reshape(-1, 3)
-
-
-def overlay_attention(
-    image: np.ndarray, box: Sequence[float], attention: np.ndarray, alpha: float = 0.5
-) -> np.ndarray:
-    """Blend an attention map over a box, in place.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        box: XYXY in pixels; the covered pixels are those of the box rounded outwards, clipped.
-        attention: (h, w) values in [0, 1], resized bilinearly (half-pixel centres, as
-            ``align_corners=False``) to the box and coloured with :data:`ATTENTION_CMAP`.
-        alpha: opacity of the heatmap.
-    """
-    h, w = image.shape[:2]
-    x1, y1 = int(max(0, np.floor(box[0]))), int(max(0, np.floor(box[1])))
-    x2, y2 = int(min(w, np.ceil(box[2]))), int(min(h, np.ceil(box[3])))
-    if x2 <= x1 or y2 <= y1:
-        return image
-    up = cv2.resize(
-        np.asarray(attention, dtype=np.float32), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR
-    )
-    heat = np.asarray(colormaps[ATTENTION_CMAP](np.clip(up, 0.0, 1.0)))[..., :3] * 255
-    region = image[y1:y2, x1:x2].astype(np.float64)
-    image[y1:y2, x1:x2] = np.round((1 - alpha) * region + alpha * heat).astype(np.uint8)
-    return image
-
-
-def draw_detections(
-    image: np.ndarray,
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    attention: Optional[np.ndarray] = None,
-    alpha: float = 0.5,
-    gt_boxes: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """Draw detections in place: attention heatmaps first (if given), then the boxes in their
-    score colour with a thin black outline and the score as label; lower scores are drawn first, so
-    better detections stay on top. Ground-truth boxes (if given) are thin grey lines underneath.
-
-    Args:
-        image: (H, W, 3) uint8 RGB, original pixels.
-        boxes: (N, 4) XYXY original pixels; scores: (N,) in [0, 1].
-        attention: (N, h, w) maps in [0, 1], or None.
-        alpha: opacity of the heatmaps.
-        gt_boxes: (G, 4) XYXY, or None.
-    """
-    if gt_boxes is not None:
-        thin = max(1, default_thickness(image) // 2)
-        for box in gt_boxes:
-            draw_box(image, box, UNLABELED_COLOR, thin)
-    order = np.argsort(scores, kind="stable")
-    if attention is not None:
-        for i in order:
-            overlay_attention(image, boxes[i], attention[i], alpha)
-    colors = score_colors(scores)
-    thick = 2 * default_thickness(image)
-    for i in order:
-        color = tuple(int(c) for c in colors[i])
-        draw_box(image, boxes[i], color, thick, f"{scores[i]:.2f}", outline=(0, 0, 0))
-    return image
-
-
-def render_figure(
-    image: np.ndarray, title: str, score_label: str, attention: bool, path: str
-) -> str:
-    """Save the drawn image with a score colorbar (and an attention colorbar) as a PNG at about
-    the image's own resolution (Agg canvas, no pyplot; fixed layout in inches)."""
-    h, w = image.shape[:2]
-    pad, top, bar, bar_space = 0.1, 0.35, 0.18, 1.05  # inches
-    img_h = float(np.clip(h / 100, 4.0, 10.0))
-    img_w = img_h * w / h
-    bars = [(SCORE_CMAP, score_label)] + (
-        [(ATTENTION_CMAP, "pixel attention")] if attention else []
-    )
-    fig_w, fig_h = pad + img_w + bar_space * len(bars), pad + img_h + top
-    fig = Figure(figsize=(fig_w, fig_h))
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((pad / fig_w, pad / fig_h, img_w / fig_w, img_h / fig_h))
-    ax.imshow(image)
-    ax.set_axis_off()
-    ax.set_title(title, fontsize="small")
-    norm = Normalize(0.0, 1.0)
-    for i, (cmap, label) in enumerate(bars):
-        left = pad + img_w + 0.15 + i * bar_space
-        cax = fig.add_axes((left / fig_w, pad / fig_h, bar / fig_w, img_h / fig_h))
-        fig.colorbar(ScalarMappable(norm, cmap), cax=cax, label=label)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=max(100.0, h / img_h))
-    return path
-
-
-# ----------------------------------------------------------------------------------------------
-# main
-# ----------------------------------------------------------------------------------------------
-def select_records(
-    records: Sequence[Dict], num_images: int, image_ids: Optional[Sequence[str]], seed: int
-) -> List[Dict]:
-    """The records of ``image_ids`` (in that order), or a seeded random sample of ``num_images``
-    in split order.
-
-    Raises:
-        KeyError: an image id is not in the split.
-        ValueError: the split has no images.
-    """
-    if image_ids:
-        by_id = {r["image_id"]: r for r in records}
-        missing = [i for i in image_ids if i not in by_id]
-        if missing:
-            raise KeyError(f"image ids not in the dataset: {missing}")
-        return [by_id[i] for i in image_ids]
-    if not records:
-        raise ValueError("the dataset has no images")
-    chosen = sorted(random.Random(seed).sample(range(len(records)), min(num_images, len(records))))
-    return [records[i] for i in chosen]
-
-
-def output_name(image_id: str) -> str:
-    """A flat PNG file name for an image id that may contain folders."""
-    stem = os.path.splitext(image_id)[0]
-    return stem.replace("/", "__").replace("\\", "__") + ".png"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:

@@ -1,6 +1,7 @@
 """Statistics of a person-search split (records in the project convention).
 
-Used by ``tools/analyze_dataset.py`` (tables and the "diverse scale" figure) and reusable by any
+Used by ``tools/analyze_dataset.py`` (the table: :mod:`personsearch.data.statistics_report`; the
+"diverse scale" figure: :mod:`personsearch.visualization.dataset_plots`) and reusable by any
 analysis that groups people by height (e.g. detection recall or IoU per height bin)::
 
     from personsearch.data.statistics import compute_dataset_statistics, height_bin_index

@@ -51,7 +51,7 @@ COLORS = {"proposals": "tab:blue", "stage1": "tab:orange", "detections": "tab:gr
 
 
 # ----------------------------------------------------------------------------------------------
-# model (the same few steps as tools/visualize_detections.py)
+# model (the same few steps as personsearch.visualization.detections.detect_image)
 # ----------------------------------------------------------------------------------------------
 def box_sets_of(roi_heads: torch.nn.Module) -> Tuple[str, ...]:
     """The box sets a RoI head gives: ``stage1`` only for heads with ``detect_stages``."""

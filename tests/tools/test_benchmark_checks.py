@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.common import CONFIGS, TINY_MODEL_OPTS, load_tool
+from tests.common import CONFIGS, TINY_MODEL_OPTS
 
 NAE = os.path.join(CONFIGS, "synthetic", "NAE_R10.yaml")
 NAEP = os.path.join(CONFIGS, "synthetic", "NAE+_R10.yaml")
@@ -14,29 +14,19 @@ UGAS = os.path.join(CONFIGS, "synthetic", "UGAS_R10.yaml")
 TINY = [str(tuple(v)) if isinstance(v, (list, tuple)) else str(v) for v in TINY_MODEL_OPTS]
 
 
-@pytest.fixture(scope="module")
-def benchmark():
-    return load_tool("benchmark")
-
-
-def _run(benchmark, argv):
-    args = benchmark.build_parser().parse_args(argv)
-    return args.func(args)
-
-
-def test_optimize_check_reports_small_differences_of_the_same_detections(benchmark, tmp_path):
+def test_optimize_check_reports_small_differences_of_the_same_detections(run_benchmark, tmp_path):
     js = str(tmp_path / "check.json")
-    out = _run(benchmark, ["optimize-check", "--config", NAEP, "--size", "96x128", "--threads",
-                           "1", "--json", js, *TINY])  # fmt: skip
+    out = run_benchmark(["optimize-check", "--config", NAEP, "--size", "96x128", "--threads",
+                         "1", "--json", js, *TINY])  # fmt: skip
     assert out["optimizations"]["folded_batchnorm"] > 10 and out["optimizations"]["channels_last"]
     assert out["detections"][0] == out["detections"][1] == 50 and out["unmatched"] == 0
     assert 0 < out["query_embedding"] < 1e-4 and out["score"] < 1e-4 and out["box_px"] < 1e-2
     assert json.load(open(js))["detections"] == [50, 50]
 
 
-def test_flops_per_image_by_operator(benchmark):
-    out = _run(benchmark, ["flops", "--configs", NAE, UGAS, "--plain", "--size", "96x128",
-                           "--threads", "1", *TINY])  # fmt: skip
+def test_flops_per_image_by_operator(run_benchmark):
+    out = run_benchmark(["flops", "--configs", NAE, UGAS, "--plain", "--size", "96x128",
+                         "--threads", "1", *TINY])  # fmt: skip
     plain, nae, ugas = (out[k]["gflop_per_item"] for k in ("plain detector", NAE, UGAS))
     # same backbone and RPN; SeqNet-based UGAS runs res5 twice and SFM's convolutions
     assert 0 < plain <= nae < ugas
@@ -60,7 +50,7 @@ def test_flops_per_image_by_operator(benchmark):
          "flops config",
          "flops size"],
 )  # fmt: skip
-def test_errors_name_the_input(benchmark, argv, message):
+def test_errors_name_the_input(run_benchmark, argv, message):
     with pytest.raises(SystemExit) as info:
-        _run(benchmark, argv)
+        run_benchmark(argv)
     assert message in str(info.value) and str(info.value).startswith("benchmark ")

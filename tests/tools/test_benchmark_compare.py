@@ -14,7 +14,7 @@ from benchmarks.forcing import batchnorm_layers, calibrate_batchnorm
 from benchmarks.inputs import BenchmarkInputs, parse_size
 from benchmarks.models import plain_detector_cfg
 from personsearch.modeling import build_res5_stage
-from tests.common import CONFIGS, TINY_MODEL_OPTS, load_tool, tiny_cfg
+from tests.common import CONFIGS, TINY_MODEL_OPTS, tiny_cfg
 
 NAE = os.path.join(CONFIGS, "synthetic", "NAE_R10.yaml")
 SEQNET = os.path.join(CONFIGS, "synthetic", "SeqNet_R10.yaml")
@@ -27,16 +27,6 @@ FAST = ["--size", "96x128", "--runs", "1", "--warmup", "0", "--train-batch", "1"
         "--calib-images", "1", "--threads", "1"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def benchmark():
-    return load_tool("benchmark")
-
-
-def _run(benchmark, argv):
-    args = benchmark.build_parser().parse_args(argv)
-    return args.func(args)
-
-
 def _rows(out):
     return {(r["model"], r["precision"]): r for r in out["rows"]}
 
@@ -45,10 +35,9 @@ def _by_batch(out):
     return {(r["model"], r["batch"]): r for r in out["rows"]}
 
 
-def test_compare_two_tiny_configs_in_process(benchmark, tmp_path, capsys):
+def test_compare_two_tiny_configs_in_process(run_benchmark, tmp_path, capsys):
     js, md = str(tmp_path / "c.json"), str(tmp_path / "c.md")
-    out = _run(
-        benchmark,
+    out = run_benchmark(
         ["compare", "--configs", NAE, SEQNET, *FAST, "--no-subprocess", "--json", js, "--md", md,
          *TINY],
     )  # fmt: skip
@@ -88,9 +77,9 @@ def test_compare_two_tiny_configs_in_process(benchmark, tmp_path, capsys):
     assert "| synthetic/SeqNet_R10.yaml |" in capsys.readouterr().out
 
 
-def test_batches_give_images_per_second_flops_and_utilisation(benchmark):
-    out = _run(benchmark, ["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
-                           "inference", "query", "--batch", "1", "2", *TINY])  # fmt: skip
+def test_batches_give_images_per_second_flops_and_utilisation(run_benchmark):
+    out = run_benchmark(["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
+                         "inference", "query", "--batch", "1", "2", *TINY])  # fmt: skip
     rows = _by_batch(out)
     assert set(rows) == {(n, b) for n in ("plain Faster R-CNN C4", "synthetic/NAE_R10.yaml")
                          for b in (1, 2)}  # fmt: skip
@@ -116,9 +105,9 @@ def test_batches_give_images_per_second_flops_and_utilisation(benchmark):
     assert "MFU: model FLOPs per image" in out["markdown"]
 
 
-def test_no_optimize_runs_the_model_as_built(benchmark):
-    out = _run(benchmark, ["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
-                           "inference", "--no-optimize", "--no-flops", *TINY])  # fmt: skip
+def test_no_optimize_runs_the_model_as_built(run_benchmark):
+    out = run_benchmark(["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
+                         "inference", "--no-optimize", "--no-flops", *TINY])  # fmt: skip
     for r in out["rows"]:
         opt = r["inference"]["optimizations"]
         assert opt == {"folded_batchnorm": 0, "channels_last": False, "compiled": []}
@@ -126,9 +115,9 @@ def test_no_optimize_runs_the_model_as_built(benchmark):
     assert out["peaks"] == {} and "MFU: model FLOPs" not in out["markdown"]
 
 
-def test_interleaved_runs_alternate_persistent_workers(benchmark):
-    out = _run(benchmark, ["compare", "--configs", NAE, *FAST, "--runs", "2", "--measure",
-                           "inference", "query", "train", "--interleave", *TINY])  # fmt: skip
+def test_interleaved_runs_alternate_persistent_workers(run_benchmark):
+    out = run_benchmark(["compare", "--configs", NAE, *FAST, "--runs", "2", "--measure",
+                         "inference", "query", "train", "--interleave", *TINY])  # fmt: skip
     rows = _rows(out)
     for (name, _), r in rows.items():
         assert r["errors"] == {}
@@ -155,8 +144,8 @@ def test_an_interleaved_worker_that_fails_is_an_error_row_and_the_others_go_on()
     assert results[1]["detections_per_image"] == TOPK
 
 
-def test_compare_in_subprocesses(benchmark):
-    out = _run(benchmark, ["compare", "--configs", NAE, *FAST, "--measure", "inference", *TINY])
+def test_compare_in_subprocesses(run_benchmark):
+    out = run_benchmark(["compare", "--configs", NAE, *FAST, "--measure", "inference", *TINY])
     rows = _rows(out)
     assert set(rows) == {
         ("plain Faster R-CNN C4", "float32"),
@@ -171,9 +160,9 @@ def test_compare_in_subprocesses(benchmark):
     assert {e["result"]["threads"] for e in out["measurements"]} == {1}
 
 
-def test_amp_adds_mixed_precision_rows(benchmark):
-    out = _run(benchmark, ["compare", "--configs", SEQNET, *FAST, "--no-subprocess", "--amp",
-                           "bfloat16", *TINY])  # fmt: skip
+def test_amp_adds_mixed_precision_rows(run_benchmark):
+    out = run_benchmark(["compare", "--configs", SEQNET, *FAST, "--no-subprocess", "--amp",
+                         "bfloat16", *TINY])  # fmt: skip
     rows = _rows(out)
     assert set(rows) == {(n, p) for n in ("plain Faster R-CNN C4", "synthetic/SeqNet_R10.yaml")
                          for p in ("float32", "bfloat16")}  # fmt: skip
@@ -185,18 +174,18 @@ def test_amp_adds_mixed_precision_rows(benchmark):
     assert "| synthetic/SeqNet_R10.yaml | 96x128 | bfloat16 | 1 | forced |" in out["markdown"]
 
 
-def test_dry_run_groups_plain_detectors_and_moves_overrides(benchmark, capsys):
+def test_dry_run_groups_plain_detectors_and_moves_overrides(run_benchmark, capsys):
     # overrides right after --configs are recognised as overrides, not configs
-    out = _run(benchmark, ["compare", "--dry-run", "--size", "96x128", "--configs", NAE, SEQNET,
-                           *TINY])  # fmt: skip
+    out = run_benchmark(["compare", "--dry-run", "--size", "96x128", "--configs", NAE, SEQNET,
+                         *TINY])  # fmt: skip
     planned = out["planned"]
     # one plain detector for both (same backbone and RPN): inference + train; 3 per config
     assert len(planned) == 2 + 2 * 3
     assert {e["plain"] for e in planned} == {"plain Faster R-CNN C4"}
     assert "[8/8]" in capsys.readouterr().out
     bottleneck = os.path.join(CONFIGS, "Base-NAE.yaml")
-    out = _run(benchmark, ["compare", "--dry-run", "--size", "96x128", "--measure", "inference",
-                           "--configs", NAE, bottleneck, *TINY, *TINY_BOTTLENECK])  # fmt: skip
+    out = run_benchmark(["compare", "--dry-run", "--size", "96x128", "--measure", "inference",
+                         "--configs", NAE, bottleneck, *TINY, *TINY_BOTTLENECK])  # fmt: skip
     # the same overrides apply to both configs; the synthetic config adds its own anchors and
     # widths, so the two need different plain detectors
     plains = {e["plain"] for e in out["planned"]}
@@ -289,22 +278,24 @@ def test_parse_size():
          "unknown measurement", "unknown key", "odd overrides", "late flag",
          "missing official", "not a clone", "unknown official", "two devices"],
 )  # fmt: skip
-def test_compare_errors_before_measuring(benchmark, argv, message):
+def test_compare_errors_before_measuring(run_benchmark, argv, message):
     with pytest.raises(SystemExit) as info:
-        _run(benchmark, ["compare", "--dry-run", *argv])
+        run_benchmark(["compare", "--dry-run", *argv])
     assert message in str(info.value)
     assert str(info.value).startswith("benchmark compare: ")
 
 
-def test_compare_on_a_cuda_config_without_cuda(benchmark):
+def test_compare_on_a_cuda_config_without_cuda(run_benchmark):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
     with pytest.raises(SystemExit, match="CUDA is not available; add 'MODEL.DEVICE cpu'"):
-        _run(benchmark, ["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
-                         "inference", *TINY, "MODEL.DEVICE", "cuda"])  # fmt: skip
+        run_benchmark(["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
+                       "inference", *TINY, "MODEL.DEVICE", "cuda"])  # fmt: skip
 
 
-def test_a_failing_measurement_is_reported_and_the_run_goes_on(benchmark, tmp_path, monkeypatch):
+def test_a_failing_measurement_is_reported_and_the_run_goes_on(
+    run_benchmark, tmp_path, monkeypatch
+):
     from benchmarks import measure
 
     def broken(*args, **kwargs):
@@ -313,8 +304,8 @@ def test_a_failing_measurement_is_reported_and_the_run_goes_on(benchmark, tmp_pa
     monkeypatch.setitem(measure.MEASUREMENTS, "query", broken)
     md, js = str(tmp_path / "out" / "c.md"), str(tmp_path / "out" / "c.json")
     with pytest.raises(SystemExit, match="1 of 3 measurements failed"):
-        _run(benchmark, ["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
-                         "inference", "query", "--md", md, "--json", js, *TINY])  # fmt: skip
+        run_benchmark(["compare", "--configs", NAE, *FAST, "--no-subprocess", "--measure",
+                       "inference", "query", "--md", md, "--json", js, *TINY])  # fmt: skip
     # the outputs are written, with the error in the row
     assert "**error** query: RuntimeError: out of memory (simulated)" in open(md).read()
     rows = {r["model"]: r for r in json.load(open(js))["rows"]}
@@ -323,15 +314,15 @@ def test_a_failing_measurement_is_reported_and_the_run_goes_on(benchmark, tmp_pa
     assert nae["inference"]["detections_per_image"] == TOPK
 
 
-def test_trained_weights_are_loaded_and_not_recalibrated(benchmark, tmp_path):
+def test_trained_weights_are_loaded_and_not_recalibrated(run_benchmark, tmp_path):
     from personsearch import get_person_search_cfg
 
     torch.manual_seed(0)
     model = build_model(get_person_search_cfg(NAE, TINY))
     weights = str(tmp_path / "trained.pth")
     torch.save({"model": model.state_dict()}, weights)
-    out = _run(benchmark, ["compare", "--configs", f"{NAE}={weights}", *FAST, "--no-subprocess",
-                           "--measure", "inference", *TINY])  # fmt: skip
+    out = run_benchmark(["compare", "--configs", f"{NAE}={weights}", *FAST, "--no-subprocess",
+                         "--measure", "inference", *TINY])  # fmt: skip
     rows = {r["model"]: r for r in out["rows"]}
     ours = rows["synthetic/NAE_R10.yaml (trained.pth)"]
     assert ours["errors"] == {} and ours["mode"] == "forced+weights"
@@ -359,9 +350,9 @@ def test_a_worker_that_dies_without_a_result_is_an_error_row():
     ],
     ids=["missing clone", "unknown code", "tiny size", "no calibration image"],
 )
-def test_official_weights_errors_name_the_input(benchmark, tmp_path, argv, message):
+def test_official_weights_errors_name_the_input(run_benchmark, tmp_path, argv, message):
     with pytest.raises(SystemExit) as info:
-        _run(benchmark, ["official-weights", *argv, "--out", str(tmp_path)])
+        run_benchmark(["official-weights", *argv, "--out", str(tmp_path)])
     assert message in str(info.value)
     assert str(info.value).startswith("benchmark official-weights: ")
     assert not os.listdir(tmp_path)  # nothing written

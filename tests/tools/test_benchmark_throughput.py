@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.common import CONFIGS, TINY_MODEL_OPTS, load_tool
+from tests.common import CONFIGS, TINY_MODEL_OPTS
 
 NAE = os.path.join(CONFIGS, "synthetic", "NAE_R10.yaml")
 NAEP = os.path.join(CONFIGS, "synthetic", "NAE+_R10.yaml")
@@ -14,19 +14,8 @@ TINY = [str(tuple(v)) if isinstance(v, (list, tuple)) else str(v) for v in TINY_
 TOPK = 50
 
 
-@pytest.fixture(scope="module")
-def benchmark():
-    return load_tool("benchmark")
-
-
-def _run(benchmark, argv):
-    args = benchmark.build_parser().parse_args(argv)
-    return args.func(args)
-
-
-def test_throughput_sweep_writes_rows_ratios_and_profile(benchmark, tmp_path):
-    out = _run(
-        benchmark,
+def test_throughput_sweep_writes_rows_ratios_and_profile(run_benchmark, tmp_path):
+    out = run_benchmark(
         ["throughput", "--models", NAEP, f"plain:{NAE}", "--size", "96x128", "--batch", "1", "2",
          "--precision", "float32", "--channels-last", "on", "off", "--runs", "1", "--warmup", "0",
          "--profile", NAEP, "--pairs", f"{NAEP}=plain:{NAE}", "--threads", "1",
@@ -52,11 +41,11 @@ def test_throughput_sweep_writes_rows_ratios_and_profile(benchmark, tmp_path):
     assert "Profile of synthetic/NAE+_R10.yaml, batch 1, float32, unoptimised" in md
 
 
-def test_throughput_stops_at_the_budget_and_keeps_what_it_measured(benchmark, tmp_path):
-    out = _run(benchmark, ["throughput", "--models", NAE, NAEP, "--size", "96x128", "--batch", "1",
-                           "--precision", "float32", "--channels-last", "on", "--runs", "1",
-                           "--warmup", "0", "--budget", "0", "--out", str(tmp_path),
-                           *TINY])  # fmt: skip
+def test_throughput_stops_at_the_budget_and_keeps_what_it_measured(run_benchmark, tmp_path):
+    out = run_benchmark(["throughput", "--models", NAE, NAEP, "--size", "96x128", "--batch", "1",
+                         "--precision", "float32", "--channels-last", "on", "--runs", "1",
+                         "--warmup", "0", "--budget", "0", "--out", str(tmp_path),
+                         *TINY])  # fmt: skip
     # nothing starts after the budget; the outputs are still written (the device's rates)
     assert out["rows"] == []
     saved = json.load(open(tmp_path / "throughput.json"))
@@ -78,7 +67,7 @@ def test_throughput_stops_at_the_budget_and_keeps_what_it_measured(benchmark, tm
     ids=["missing config", "zero batch", "bad batch", "bad precision", "tiny size",
          "odd overrides", "zero runs"],
 )  # fmt: skip
-def test_throughput_errors_name_the_input(benchmark, argv, message):
+def test_throughput_errors_name_the_input(run_benchmark, argv, message):
     with pytest.raises(SystemExit) as info:
-        _run(benchmark, ["throughput", *argv])
+        run_benchmark(["throughput", *argv])
     assert message in str(info.value) and str(info.value).startswith("benchmark throughput: ")

@@ -24,6 +24,7 @@ from personsearch.utils.visualizer import (
     identity_color,
     make_grid,
 )
+from personsearch.visualization.dataset_plots import analyze
 from tests.common import load_tool, rounded_records
 
 matplotlib.use("Agg")
@@ -385,7 +386,7 @@ def test_analyze(tools, tiny, tmp_path, capsys):
     assert open(os.path.join(out, "statistics.md")).read().startswith("| statistic |")
 
 
-def test_analyze_names_the_benchmark_protocols(tools, tmp_path):
+def test_analyze_names_the_benchmark_protocols(tmp_path):
     from personsearch.data.datasets.cuhk_sysu import register_cuhk_sysu
     from personsearch.data.datasets.prw import register_prw
     from tests.data.fixtures import write_tiny_cuhk_sysu, write_tiny_prw
@@ -397,7 +398,7 @@ def test_analyze_names_the_benchmark_protocols(tools, tmp_path):
     register_cuhk_sysu(names["cuhk"], cuhk, "test")
     register_prw(names["prw"], prw, "test")
     try:
-        stats, _ = tools.analyze.analyze(list(names.values()), str(tmp_path / "out"))
+        stats, _ = analyze(list(names.values()), str(tmp_path / "out"))
         assert stats[names["cuhk"]]["protocol"] == "cuhk_sysu: TestG50"
         assert stats[names["prw"]]["protocol"] == "prw: every other test frame"
     finally:

@@ -15,6 +15,13 @@ from detectron2.data import DatasetCatalog
 
 from personsearch.data.dataset_mapper import PersonSearchDatasetMapper
 from personsearch.evaluation import iou_analysis
+from personsearch.utils.model_tools import build_inference_model
+from personsearch.visualization.attention import (
+    ATTENTION_CMAP,
+    has_attention,
+    sfm_attention_maps,
+)
+from personsearch.visualization.detections import detect_image, draw_detections, score_colors
 from tests.common import CONFIGS, load_tool, tiny_opts
 
 MODELS = ["NAE_R10", "NAE+_R10", "SeqNet_R10"]
@@ -94,10 +101,10 @@ def test_attention_is_computed_on_the_final_boxes(tools, tiny_synthetic, tmp_pat
     args = tools.vis.parse_args(
         ["--config-file", config("NAE+_R10"), *opts(tiny_synthetic, tmp_path)]
     )
-    model = tools.vis.build_inference_model(args.cfg)
+    model = build_inference_model(args.cfg)
     record = DatasetCatalog.get(tiny_synthetic["test"])[1]
     inputs = PersonSearchDatasetMapper(args.cfg, False)(record)
-    dets = tools.vis.detect_image(model, inputs, attention=True)
+    dets = detect_image(model, inputs, attention=True)
     with torch.no_grad():
         ref = model.inference([inputs])[0]["instances"]
     order = torch.argsort(ref.scores, descending=True)
@@ -108,16 +115,16 @@ def test_attention_is_computed_on_the_final_boxes(tools, tiny_synthetic, tmp_pat
     assert ((dets["attention"] >= 0) & (dets["attention"] <= 1)).all()
 
 
-def test_draw_detections_colours_and_attention_overlay(tools):
+def test_draw_detections_colours_and_attention_overlay():
     image = np.zeros((100, 120, 3), dtype=np.uint8)
     boxes = np.array([[10.0, 20.0, 50.0, 90.0], [70.0, 20.0, 110.0, 90.0]])
     scores = np.array([1.0, 0.25])
     attention = np.ones((2, 4, 4))
-    tools.vis.draw_detections(image, boxes, scores, attention, alpha=1.0)
-    colors = tools.vis.score_colors(scores)
+    draw_detections(image, boxes, scores, attention, alpha=1.0)
+    colors = score_colors(scores)
     assert tuple(image[55, 10]) == tuple(colors[0]) and tuple(image[55, 70]) == tuple(colors[1])
     assert tuple(colors[0]) != tuple(colors[1])
-    heat = tools.vis.score_colors([1.0], tools.vis.ATTENTION_CMAP)[0]
+    heat = score_colors([1.0], ATTENTION_CMAP)[0]
     assert tuple(image[55, 30]) == tuple(heat) == tuple(image[55, 90])  # inside: the heatmap
     assert tuple(image[5, 60]) == (0, 0, 0)  # outside every box: untouched
 
@@ -257,18 +264,18 @@ def test_ugas_attention_sfm_maps_are_drawn(tools, tiny_synthetic, tmp_path):
     args = tools.vis.parse_args(
         ["--config-file", config("UGAS_R10"), *opts(tiny_synthetic, tmp_path, *extra)]
     )  # fmt: skip
-    model = tools.vis.build_inference_model(args.cfg)
-    assert tools.vis.has_attention(model.roi_heads)
+    model = build_inference_model(args.cfg)
+    assert has_attention(model.roi_heads)
     torch.nn.init.normal_(model.roi_heads.ugas.sfm.spatial[0].weight)  # a non-uniform gate
     record = DatasetCatalog.get(tiny_synthetic["test"])[1]
-    dets = tools.vis.detect_image(model, PersonSearchDatasetMapper(args.cfg, False)(record), True)
+    dets = detect_image(model, PersonSearchDatasetMapper(args.cfg, False)(record), True)
     maps = dets["attention"]
     assert maps.shape[0] == len(dets["boxes"]) > 0 and maps.shape[1:] == (7, 7)
     assert (maps >= 0).all() and (maps <= 1).all() and maps.std() > 0
 
 
-def test_sfm_attention_maps_mix_the_levels_by_their_weights(tools):
+def test_sfm_attention_maps_mix_the_levels_by_their_weights():
     gates = [torch.full((1, 1, 4, 4), 2.0), torch.zeros(1, 1, 2, 2)]
-    maps = tools.vis.sfm_attention_maps(gates, torch.tensor([[1.5, 0.5]]))
+    maps = sfm_attention_maps(gates, torch.tensor([[1.5, 0.5]]))
     assert maps.shape == (1, 4, 4)
     torch.testing.assert_close(maps, torch.full((1, 4, 4), 0.75))  # (0.75 * 2 + 0.25 * 0) / 2

@@ -1,4 +1,6 @@
-"""tools/model_zoo.py end to end on a tiny dataset: runs, skipping finished ones, tables, plot."""
+"""tools/model_zoo.py end to end on a tiny dataset (runs, skipping finished ones, tables, plot), and
+the run-level functions of its library, benchmarks.zoo.runs (training minutes, plan files, a plan
+run in parallel within a deadline)."""
 
 import json
 import os
@@ -9,6 +11,7 @@ import types
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from benchmarks.zoo import runs as zoo_runs
 from tests.common import TINY_MODEL_OPTS, load_tool
 
 
@@ -72,37 +75,34 @@ def _unregister(names):
 
 
 def test_training_minutes_of_a_resumed_run_count_every_iteration(tmp_path):
-    tool = load_tool("model_zoo")
     total = "[t] Total training time: {} (0:00:01 on hooks)\n"
     log = "[t] Starting training from iteration 0\n" + total.format("0:02:30")
     (tmp_path / "log.txt").write_text(log)
-    assert abs(tool._training_minutes(str(tmp_path)) - 2.5) < 1e-9
+    assert abs(zoo_runs.training_minutes(str(tmp_path)) - 2.5) < 1e-9
     # interrupted after iteration 59 (no total logged), resumed from the checkpoint at 40: the last
     # part's total covers 60 of 100 iterations, so the time is estimated from metrics.json
     log += "[t] Starting training from iteration 40\n" + total.format("0:01:00")
     (tmp_path / "log.txt").write_text(log)
     rows = [{"iteration": i, "time": 3.0} for i in range(19, 100, 20)]
     (tmp_path / "metrics.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert abs(tool._training_minutes(str(tmp_path)) - 100 * 3.0 / 60) < 1e-9
+    assert abs(zoo_runs.training_minutes(str(tmp_path)) - 100 * 3.0 / 60) < 1e-9
 
 
 def test_plan_file_order_comments_and_errors(tmp_path):
-    tool = load_tool("model_zoo")
     plan = tmp_path / "plan.txt"
     plan.write_text("# priority order\nb.yaml 3\n\na.yaml 0  # first seed\n")
-    assert tool._read_plan(str(plan)) == [("b.yaml", 3), ("a.yaml", 0)]
+    assert zoo_runs.read_plan(str(plan)) == [("b.yaml", 3), ("a.yaml", 0)]
     plan.write_text("a.yaml zero\n")
     with pytest.raises(ValueError, match="plan.txt:1: expected 'CONFIG SEED'"):
-        tool._read_plan(str(plan))
+        zoo_runs.read_plan(str(plan))
     plan.write_text("# nothing\n")
     with pytest.raises(ValueError, match="lists no runs"):
-        tool._read_plan(str(plan))
+        zoo_runs.read_plan(str(plan))
 
 
 def test_parallel_runs_deadline_and_failures(tmp_path, monkeypatch):
     """--jobs runs in parallel; --deadline starts no run expected to end late (median duration
     of the finished ones); a failed run is reported without stopping the others."""
-    tool = load_tool("model_zoo")
     running, peak, lock = [0], [0], threading.Lock()
 
     def fake_run(args, config, seed):
@@ -116,15 +116,15 @@ def test_parallel_runs_deadline_and_failures(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return {"mAP": float(seed), "device": "cpu"}
 
-    monkeypatch.setattr(tool, "run_one", fake_run)
+    monkeypatch.setattr(zoo_runs, "run_one", fake_run)
     args = types.SimpleNamespace(jobs=2, deadline=0.0, output=str(tmp_path))
     plan = [("a.yaml", 0), ("bad.yaml", 0), ("a.yaml", 1), ("a.yaml", 2)]
-    out = tool.run_plan(args, plan)
+    out = zoo_runs.run_plan(args, plan)
     assert peak[0] == 2
     assert out == [{"mAP": 0.0, "device": "cpu"}, {}, {"mAP": 1.0, "device": "cpu"},
                    {"mAP": 2.0, "device": "cpu"}]  # fmt: skip
     assert args.failures == ["bad.yaml seed 0"]
     # 0.5 s budget, runs of 0.3 s: the first two start, the next would end at ~0.6 s
     args = types.SimpleNamespace(jobs=2, deadline=0.5 / 60, output=str(tmp_path))
-    out = tool.run_plan(args, [("a.yaml", s) for s in range(4)])
+    out = zoo_runs.run_plan(args, [("a.yaml", s) for s in range(4)])
     assert [bool(r) for r in out] == [True, True, False, False]

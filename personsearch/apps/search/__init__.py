@@ -16,8 +16,9 @@
 
 The package is an application on top of the model (see :mod:`personsearch.apps`): it runs the
 model only through :class:`~personsearch.engine.PersonSearchPredictor` (and reuses the core's CBGM
-and drawing helpers), and ``import personsearch`` does not import it. It was ``personsearch.search`` before (still importable, with a ``DeprecationWarning``, for one
-release); the benchmark protocol is :mod:`personsearch.evaluation.search_protocol`.
+and drawing helpers), and ``import personsearch`` does not import it. It was
+``personsearch.search`` before (still importable, with a ``DeprecationWarning``, for one release);
+the benchmark protocol is :mod:`personsearch.evaluation.search_protocol`.
 """
 
 from .ann import ANN_KINDS, AnnIndex, update_ann

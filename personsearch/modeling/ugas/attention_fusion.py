@@ -26,7 +26,8 @@ class AttentionShallowFusionModule(ShallowFusionModule):
     Both start as the identity (zero-initialised: a = 1, w = 1/L), so at initialisation this module
     computes exactly what :class:`ShallowFusionModule` computes. :meth:`embed` also returns
     ``"attention"`` (per level, (R, 1, S, S) gates) and ``"level_weights"`` ((R, L)), drawn by
-    ``tools/visualize_detections.py --attention``.
+    ``tools/visualize_detections.py``
+    (:func:`personsearch.visualization.attention.sfm_attention_maps`).
     """
 
     @configurable
