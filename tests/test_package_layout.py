@@ -93,3 +93,33 @@ def test_old_search_submodules_are_the_new_modules(monkeypatch):
 
     assert SearchIndex is index.SearchIndex
     assert sys.modules["personsearch.search.index"] is index
+
+
+# detectron2's tools are 56-245 lines: argument parsing and dispatch, the logic in the library
+_TOOL_MAX_LINES = 250
+
+
+@pytest.mark.parametrize(
+    "tool", sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
+)
+def test_tools_only_parse_and_dispatch(tool):
+    with open(os.path.join(REPO, "tools", tool)) as f:
+        lines = sum(1 for _ in f)
+    assert lines <= _TOOL_MAX_LINES, (
+        f"tools/{tool} has {lines} lines (at most {_TOOL_MAX_LINES}): move its logic into "
+        "personsearch/ (or benchmarks/ for the harness) and keep the tool to arguments and dispatch"
+    )
+
+
+def test_importing_the_benchmark_harness_does_not_load_torch():
+    probe = "import sys, benchmarks, benchmarks.zoo; print('torch' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
