@@ -325,7 +325,7 @@ class GaussianEmbeddingUncertainty(nn.Module):
             )
         main_loss.update(feats, pids, memory_update_rates(self.memory_weight, iou, weights))
         if s.numel() > 1:
-            put_scalars(ug_s_mean=float(s.mean()), ug_s_std=float(s.std()))
+            put_scalars(ug_s_mean=float(s.detach().mean()), ug_s_std=float(s.detach().std()))
         return losses
 
 
