@@ -66,6 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run one subcommand: exit code 0, 2 on bad input (one ``error:`` line), 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs each CPU-build fallback
     try:
         args.func(args)
     except (ValueError, OSError, ImportError) as e:  # bad files, arguments, indexes, faiss
