@@ -4,6 +4,7 @@ current platforms removed."""
 
 import ast
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -155,3 +156,41 @@ def test_deprecation_warnings_from_personsearch_fail_the_tests():
             warnings.warn_explicit("old API", category, "x.py", 1, module="personsearch.engine.x")
         with pytest.warns(category):
             warnings.warn_explicit("old API", category, "x.py", 1, module="detectron2.x")
+
+
+_LOADER_PROBE = """
+import itertools, json, sys, tempfile
+import torch.multiprocessing as mp
+from personsearch.engine import PersonSearchTrainer
+from tests.common import tiny_cfg, tiny_synthetic_splits
+
+if __name__ == "__main__":
+    mp.set_start_method(sys.argv[1], force=True)
+    names = tiny_synthetic_splits(tempfile.mkdtemp(), "start_method")
+    cfg = tiny_cfg("synthetic/UGAS_R10.yaml", ["DATASETS.TRAIN", (names["train"],),
+                   "DATALOADER.NUM_WORKERS", 2, "MODEL.OIM.NUM_PIDS", 4])
+    batches = itertools.islice(iter(PersonSearchTrainer.build_train_loader(cfg)), 4)
+    print(json.dumps([[(d["image_id"], d["instances"].gt_boxes.tensor.tolist()) for d in b]
+                      for b in batches]))
+"""
+
+
+def test_training_stream_is_the_same_under_every_process_start_method(tmp_path):
+    # Python 3.14 starts DataLoader workers with forkserver by default on Linux (3.12 warns about
+    # fork in a threaded process): the mapped records must pickle and give the same stream
+    probe = tmp_path / "probe.py"
+    probe.write_text(_LOADER_PROBE)
+    streams = {}
+    for method in ("fork", "forkserver"):
+        proc = subprocess.run(
+            [sys.executable, str(probe), method],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=REPO),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        streams[method] = proc.stdout.strip().splitlines()[-1]
+    assert len(json.loads(streams["fork"])) == 4
+    assert streams["forkserver"] == streams["fork"]
