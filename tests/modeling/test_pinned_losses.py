@@ -107,7 +107,7 @@ def train_three_steps(config_file: str) -> dict:
             opt.zero_grad()
             sum(losses.values()).backward()
             opt.step()
-    return {k: float(v) for k, v in losses.items()}
+    return {k: float(v.detach()) for k, v in losses.items()}
 
 
 @pytest.mark.parametrize("config_file", sorted(PINNED))
